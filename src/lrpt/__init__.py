@@ -1,0 +1,24 @@
+"""lrpt: low-rank soft prompt tuning for frozen language models."""
+
+from lrpt.methods import METHODS, InitContext, ModelDims, PromptMethod, make_config, method_class
+from lrpt.model import InputEncoder, PromptedModel, build_method, model_dims, prompt_model
+from lrpt.models import LoadedModel, load_model, model_keys
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "METHODS",
+    "InitContext",
+    "InputEncoder",
+    "LoadedModel",
+    "ModelDims",
+    "PromptMethod",
+    "PromptedModel",
+    "build_method",
+    "load_model",
+    "make_config",
+    "method_class",
+    "model_dims",
+    "model_keys",
+    "prompt_model",
+]

@@ -1,0 +1,374 @@
+"""PromptedModel: a frozen Hugging Face model with a prompt method attached.
+
+The one place lrpt inserts a prompt, for every method and model family:
+
+* causal LMs: ``[BOS if the row starts with the tokenizer's BOS] + prompt + input (+ target)``;
+* seq2seq: the prompt before the encoder's input; the decoder is untouched;
+* encoder classifiers: the prompt after ``[CLS]``; the classification head trains too.
+
+Insertion is one gather over ``cat(token_embeddings, prompt_rows)`` that works for left and right
+padding alike (real tokens must be contiguous). Prompt rows get attention mask 1, label −100 and
+token type 0; causal position ids are recomputed from the new mask so left padding stays correct.
+Logits of causal models are returned at the *input* positions (prompt rows removed), so
+``logits[b, j]`` always belongs to ``input_ids[b, j]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from lrpt.methods import InitContext, ModelDims, PromptMethod, make_config, method_class
+
+IGNORE = -100
+
+
+class InputEncoder(nn.Module):
+    """A frozen encoder model that maps raw texts to pooled ``(B, k)`` vectors (mean pooling).
+
+    Instance-dependent methods (``lopa``, ``idpg``) condition their prompt on this vector.
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer: Any, *, max_length: int = 128) -> None:
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @torch.no_grad()
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        batch = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length,
+            return_tensors="pt",
+        ).to(device)  # fmt: skip
+        hidden = self.model(**batch).last_hidden_state  # (B, L, k)
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B, k)
+
+
+@dataclass
+class Inserted:
+    """A batch with the prompt inserted, plus where each input token went."""
+
+    embeds: torch.Tensor  # (B, L + n, d)
+    attention_mask: torch.Tensor  # (B, L + n)
+    labels: torch.Tensor | None  # (B, L + n) for causal LMs, else the caller's labels
+    position_ids: torch.Tensor  # (B, L + n)
+    token_positions: torch.Tensor  # (B, L): new index of input token j
+    extra: dict[str, torch.Tensor]  # other per-token tensors, e.g. token_type_ids
+
+
+def family_of(model: PreTrainedModel) -> str:
+    """``causal``, ``seq2seq`` or ``encoder`` from the model's config and class."""
+    if getattr(model.config, "is_encoder_decoder", False):
+        return "seq2seq"
+    if model.can_generate():
+        return "causal"
+    return "encoder"
+
+
+def lead_token_id(tokenizer: Any) -> int | None:
+    """The special token the tokenizer puts first (BOS / CLS), or None if it adds none."""
+    with_special = tokenizer("a")["input_ids"]
+    without = tokenizer("a", add_special_tokens=False)["input_ids"]
+    if len(with_special) > len(without) and with_special[0] != without[0]:
+        return int(with_special[0])
+    return None
+
+
+class PromptedModel(nn.Module):
+    """A frozen ``model`` whose inputs get the prompt of ``method``.
+
+    Args:
+        model: a Hugging Face causal LM, seq2seq LM or sequence-classification encoder.
+        tokenizer: its tokenizer (used to find the BOS/CLS token and for decoding).
+        method: the prompt method (see :mod:`lrpt.methods`).
+        encoder: the input encoder an instance-dependent method conditions on.
+
+    Raises:
+        ValueError: embedding-size mismatch, or an instance-dependent method without encoder.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: Any,
+        method: PromptMethod,
+        *,
+        encoder: InputEncoder | None = None,
+    ) -> None:
+        super().__init__()
+        d = model.get_input_embeddings().weight.shape[1]
+        if method.dims.embed_dim != d:
+            raise ValueError(
+                f"method {method.key!r} was built for embedding size {method.dims.embed_dim}, "
+                f"but the model's embeddings have size {d}"
+            )
+        if not method.static:
+            if encoder is None:
+                raise ValueError(f"method {method.key!r} is instance-dependent: pass encoder=")
+            if encoder.dim != method.dims.encoder_dim:
+                raise ValueError(
+                    f"method {method.key!r} was built for encoder size {method.dims.encoder_dim}, "
+                    f"but the encoder's hidden size is {encoder.dim}"
+                )
+        self.model = model.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.method = method
+        self.encoder = encoder
+        self.family = family_of(model)
+        self.lead_id = lead_token_id(tokenizer)
+        for param in self.head_parameters():
+            param.requires_grad_(True)
+
+    # ----------------------------------------------------------------- parameters
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The classification head of an encoder model (trainable); empty for LMs."""
+        if self.family != "encoder":
+            return []
+        base = {id(p) for p in self.model.base_model.parameters()}
+        return [p for p in self.model.parameters() if id(p) not in base]
+
+    def named_head_parameters(self) -> dict[str, nn.Parameter]:
+        head = {id(p) for p in self.head_parameters()}
+        return {n: p for n, p in self.model.named_parameters() if id(p) in head}
+
+    def num_trainable(self) -> dict[str, int]:
+        """Trainable parameters: the method's and the head's, counted separately."""
+        return {
+            "method": self.method.num_trainable(),
+            "head": sum(p.numel() for p in self.head_parameters()),
+        }
+
+    def param_groups(self, lr: float, head_lr: float | None = None) -> list[dict[str, Any]]:
+        """The method's optimizer groups plus one for the head (at ``head_lr`` or ``lr``)."""
+        groups = self.method.param_groups(lr)
+        head = self.head_parameters()
+        if head:
+            groups.append({"params": head, "lr": head_lr if head_lr is not None else lr})
+        return groups
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Every trainable tensor: ``method.<name>`` and ``head.<name>``."""
+        state = {f"method.{n}": p for n, p in self.method.named_parameters() if p.requires_grad}
+        state |= {f"head.{n}": p for n, p in self.named_head_parameters().items()}
+        return {k: v.detach() for k, v in state.items()}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load tensors saved by :meth:`trainable_state_dict` (names and shapes must match)."""
+        own = self.trainable_state_dict()
+        if set(own) != set(state):
+            missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+            raise ValueError(f"trainable tensors differ: missing {missing}, unexpected {extra}")
+        params = dict(self.method.named_parameters())
+        params |= {f"head.{n}": p for n, p in self.named_head_parameters().items()}
+        with torch.no_grad():
+            for name, value in state.items():
+                target = params[name.removeprefix("method.")] if name.startswith("method.") else (
+                    params[name]
+                )
+                if tuple(value.shape) != tuple(target.shape):
+                    raise ValueError(
+                        f"tensor {name!r} has shape {tuple(value.shape)}, "
+                        f"expected {tuple(target.shape)}"
+                    )
+                target.copy_(value)
+
+    # ----------------------------------------------------------------- insertion
+    def condition(
+        self, input_ids: torch.Tensor, texts: Sequence[str] | None
+    ) -> torch.Tensor | None:
+        """The ``(B, k)`` input-encoder output an instance-dependent method needs, else None."""
+        if self.method.static:
+            return None
+        assert self.encoder is not None  # checked in __init__
+        if texts is None:
+            texts = self.tokenizer.batch_decode(input_ids, skip_special_tokens=True)
+        if len(texts) != input_ids.shape[0]:
+            raise ValueError(f"got {len(texts)} texts for a batch of {input_ids.shape[0]} rows")
+        return self.encoder(texts)
+
+    def prompt_rows(
+        self, input_ids: torch.Tensor, texts: Sequence[str] | None = None
+    ) -> torch.Tensor:
+        """The prompt for this batch: ``(1, n, d)`` (static) or ``(B, n, d)``."""
+        return self.method.prompt(input_ids.shape[0], self.condition(input_ids, texts))
+
+    def insert(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        *,
+        texts: Sequence[str] | None = None,
+        prompt: torch.Tensor | None = None,
+        **per_token: torch.Tensor,
+    ) -> Inserted:
+        """Embed ``input_ids`` and insert the prompt (see the module docstring)."""
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        embedding = self.model.get_input_embeddings()
+        embeds = embedding(input_ids)  # (B, L, d)
+        if prompt is None:
+            prompt = self.prompt_rows(input_ids, texts)
+        B, L = input_ids.shape  # noqa: N806
+        n = prompt.shape[1]
+        mask = attention_mask.long()
+        start = (mask.cumsum(1) == 0).sum(1)  # (B,) index of each row's first real token
+        lead = torch.zeros_like(start)
+        if self.lead_id is not None:
+            first = input_ids.gather(1, start.clamp(max=L - 1)[:, None]).squeeze(1)
+            lead = ((first == self.lead_id) & (start < L)).long()
+        causal_labels = labels if self.family == "causal" else None
+        update = self.method.input_update(self._input_positions(mask, start, lead, causal_labels))
+        if update is not None:
+            embeds = embeds + update.to(embeds.dtype)
+
+        begin = (start + lead)[:, None]  # (B, 1) where the prompt starts
+        t = torch.arange(L + n, device=input_ids.device)[None]  # (1, L + n)
+        rel = t - begin
+        src = torch.where(rel < 0, t, torch.where(rel < n, L + rel, t - n))  # (B, L + n)
+        j = torch.arange(L, device=input_ids.device)[None]
+        token_positions = j + n * (j >= begin)  # (B, L)
+
+        rows = prompt.to(embeds.dtype).expand(B, n, -1)  # (B, n, d)
+        new_embeds = torch.cat([embeds, rows], 1).gather(
+            1, src[..., None].expand(-1, -1, embeds.shape[-1])
+        )
+        new_mask = _gather_tokens(attention_mask, src, n, 1)
+        new_labels = labels
+        if causal_labels is not None:
+            new_labels = _gather_tokens(causal_labels, src, n, IGNORE)
+        extra = {k: _gather_tokens(v, src, n, 0) for k, v in per_token.items() if v is not None}
+        position_ids = (new_mask.long().cumsum(1) - 1).clamp(min=0)
+        return Inserted(new_embeds, new_mask, new_labels, position_ids, token_positions, extra)
+
+    @staticmethod
+    def _input_positions(
+        mask: torch.Tensor, start: torch.Tensor, lead: torch.Tensor, labels: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Each token's index inside its own unpadded input (lead token excluded); −1 for pads,
+        the lead token and target tokens (labels ≠ −100), which get no input update."""
+        pos = mask.cumsum(1) - 1 - lead[:, None]  # (B, L)
+        keep = (mask > 0) & (pos >= 0)
+        if labels is not None:
+            keep &= labels == IGNORE
+        return torch.where(keep, pos, torch.full_like(pos, -1))
+
+    # ----------------------------------------------------------------- running
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        *,
+        texts: Sequence[str] | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        logits_to_keep: int = 0,
+        **model_kwargs: Any,
+    ) -> Any:
+        """Run the frozen model on the prompted batch; returns the model's output (loss, logits).
+
+        ``logits_to_keep=k > 0`` (causal LMs) computes only the last ``k`` positions' logits,
+        which are input positions whenever rows are left-padded.
+        """
+        ins = self.insert(
+            input_ids, attention_mask, labels, texts=texts, token_type_ids=token_type_ids
+        )
+        kwargs: dict[str, Any] = {"inputs_embeds": ins.embeds, "attention_mask": ins.attention_mask}
+        kwargs |= ins.extra | model_kwargs
+        if ins.labels is not None:
+            kwargs["labels"] = ins.labels
+        if self.family == "causal":
+            kwargs["position_ids"] = ins.position_ids
+            if logits_to_keep:
+                kwargs["logits_to_keep"] = logits_to_keep
+        out = self.model(**kwargs)
+        if self.family == "causal" and not logits_to_keep:
+            index = ins.token_positions[..., None].expand(-1, -1, out.logits.shape[-1])
+            out.logits = out.logits.gather(1, index)  # (B, L, V): input positions only
+        return out
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        texts: Sequence[str] | None = None,
+        **generate_kwargs: Any,
+    ) -> torch.Tensor:
+        """Generate with the prompt; returns only the new tokens ``(B, T)`` (both LM families).
+
+        Causal batches must be left-padded (as for any decoder-only generation).
+        """
+        if self.family == "encoder":
+            raise ValueError("generate needs a causal or seq2seq model; this is an encoder")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if self.family == "causal" and bool((attention_mask[:, -1] == 0).any()):
+            raise ValueError("generate with a causal model needs left padding (pads first)")
+        ins = self.insert(input_ids, attention_mask, texts=texts)
+        generate_kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
+        return self.model.generate(
+            inputs_embeds=ins.embeds, attention_mask=ins.attention_mask, **generate_kwargs
+        )
+
+
+def _gather_tokens(values: torch.Tensor, src: torch.Tensor, n: int, fill: int) -> torch.Tensor:
+    """Per-token ``values (B, L)`` laid out like the prompted sequence, ``fill`` on prompt rows."""
+    pad = torch.full((values.shape[0], n), fill, dtype=values.dtype, device=values.device)
+    return torch.cat([values, pad], 1).gather(1, src)
+
+
+def model_dims(model: PreTrainedModel, encoder: InputEncoder | None = None) -> ModelDims:
+    """The dims a method needs from ``model`` (and the input encoder, if any)."""
+    d = int(model.get_input_embeddings().weight.shape[1])
+    return ModelDims(embed_dim=d, encoder_dim=encoder.dim if encoder is not None else None)
+
+
+def build_method(
+    key: str,
+    model: PreTrainedModel,
+    tokenizer: Any = None,
+    *,
+    encoder: InputEncoder | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> PromptMethod:
+    """Build and initialise method ``key`` for ``model`` (initialisation seeded by ``seed``)."""
+    cls = method_class(key)
+    method = cls(make_config(key, **options), model_dims(model, encoder))
+    ctx = InitContext(
+        embedding=model.get_input_embeddings(),
+        generator=torch.Generator().manual_seed(seed),
+        tokenizer=tokenizer,
+    )
+    method.init_weights(ctx)
+    return method.to(model.get_input_embeddings().weight.device)
+
+
+def prompt_model(
+    key: str,
+    model: PreTrainedModel,
+    tokenizer: Any,
+    *,
+    encoder: InputEncoder | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> PromptedModel:
+    """Attach a new method ``key`` (config from ``options``) to a frozen ``model``."""
+    method = build_method(key, model, tokenizer, encoder=encoder, seed=seed, **options)
+    return PromptedModel(model, tokenizer, method, encoder=encoder)

@@ -1,0 +1,201 @@
+"""Frozen base models by key or path: tiny seeded test models, real pretrained ones, local dirs.
+
+``load_model(key_or_path)`` returns a :class:`LoadedModel` (model, tokenizer, family, name).
+Families: ``causal`` (decoder-only LM), ``seq2seq`` (encoder-decoder LM), ``encoder`` (encoder
+with a sequence-classification head) and ``base`` (plain encoder, e.g. an input encoder).
+
+The tiny models (``tiny-llama``, ``tiny-t5``, ``tiny-bert``) are randomly initialised from fixed
+configs with a fixed seed, and use a byte-level tokenizer built in code, so they need no download.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
+from tokenizers import models as tok_models
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    BertModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    T5Config,
+    T5ForConditionalGeneration,
+)
+
+FAMILIES = ("causal", "seq2seq", "encoder", "base")
+TINY_SEED = 1234
+TINY_DIM = 64
+
+
+@dataclass
+class LoadedModel:
+    """A frozen base model with its tokenizer, family and a name for artifacts."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerFast
+    family: str
+    name: str
+
+
+def byte_tokenizer(specials: list[str], template: str, pair: str) -> Tokenizer:
+    """A deterministic byte-level tokenizer: ``specials`` first, then the 256 byte symbols."""
+    vocab = {tok: i for i, tok in enumerate(specials)}
+    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):  # sorted: sets are unordered
+        vocab.setdefault(ch, len(vocab))
+    tok = Tokenizer(tok_models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    ids = [(s, vocab[s]) for s in specials]
+    tok.post_processor = processors.TemplateProcessing(single=template, pair=pair, special_tokens=ids)
+    return tok
+
+
+def _tiny_llama(num_labels: int) -> LoadedModel:
+    specials = ["<pad>", "<s>", "</s>"]
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=byte_tokenizer(specials, "<s> $A", "<s> $A $B"),
+        pad_token="<pad>", bos_token="<s>", eos_token="</s>", padding_side="left",
+    )  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=TINY_DIM, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False,
+    )  # fmt: skip
+    return LoadedModel(_seeded(LlamaForCausalLM, config), tok, "causal", "tiny-llama")
+
+
+def _tiny_t5(num_labels: int) -> LoadedModel:
+    specials = ["<pad>", "</s>", "<unk>"]
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=byte_tokenizer(specials, "$A </s>", "$A </s> $B </s>"),
+        pad_token="<pad>", eos_token="</s>", unk_token="<unk>", padding_side="right",
+    )  # fmt: skip
+    config = T5Config(
+        vocab_size=len(tok), d_model=TINY_DIM, d_kv=16, d_ff=128, num_layers=2,
+        num_decoder_layers=2, num_heads=4, pad_token_id=0, eos_token_id=1,
+        decoder_start_token_id=0, tie_word_embeddings=False,
+    )  # fmt: skip
+    return LoadedModel(_seeded(T5ForConditionalGeneration, config), tok, "seq2seq", "tiny-t5")
+
+
+def _tiny_bert(num_labels: int, family: str = "encoder") -> LoadedModel:
+    specials = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=byte_tokenizer(specials, "[CLS] $A [SEP]", "[CLS] $A [SEP] $B:1 [SEP]:1"),
+        pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", unk_token="[UNK]",
+        mask_token="[MASK]", padding_side="right",
+    )  # fmt: skip
+    config = BertConfig(
+        vocab_size=len(tok), hidden_size=TINY_DIM, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, max_position_embeddings=1024, num_labels=num_labels, pad_token_id=0,
+    )  # fmt: skip
+    cls = BertModel if family == "base" else BertForSequenceClassification
+    return LoadedModel(_seeded(cls, config), tok, family, "tiny-bert")
+
+
+def _seeded(cls: type[PreTrainedModel], config: object) -> PreTrainedModel:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        model = cls(config)
+    return model.eval()
+
+
+TINY_MODELS: dict[str, Callable[..., LoadedModel]] = {
+    "tiny-llama": _tiny_llama,
+    "tiny-t5": _tiny_t5,
+    "tiny-bert": _tiny_bert,
+}
+TINY_FAMILIES = {"tiny-llama": ("causal",), "tiny-t5": ("seq2seq",), "tiny-bert": ("encoder", "base")}
+
+
+def model_keys() -> dict[str, str]:
+    """Every model key lrpt knows, with a one-line description."""
+    from lrpt.pretrained import PRETRAINED_MODELS
+
+    keys = {k: f"tiny random test model ({'/'.join(v)})" for k, v in TINY_FAMILIES.items()}
+    return keys | dict(PRETRAINED_MODELS)
+
+
+def load_model(
+    key_or_path: str | os.PathLike, *, family: str | None = None, num_labels: int = 2
+) -> LoadedModel:
+    """Load a frozen base model by key (see :func:`model_keys`) or from a local HF directory.
+
+    Raises:
+        ValueError: unknown key, missing path, a family the model cannot be, or num_labels < 1.
+    """
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}; got {family!r}")
+    if num_labels < 1:
+        raise ValueError(f"num_labels must be ≥ 1, got {num_labels}")
+    key = str(key_or_path)
+    if key in TINY_MODELS:
+        allowed = TINY_FAMILIES[key]
+        if family is not None and family not in allowed:
+            raise ValueError(f"model {key!r} is a {'/'.join(allowed)} model, not {family!r}")
+        if key == "tiny-bert":
+            return _tiny_bert(num_labels, family or "encoder")
+        return TINY_MODELS[key](num_labels)
+    from lrpt.pretrained import PRETRAINED_MODELS, load_pretrained
+
+    if key in PRETRAINED_MODELS:
+        model, tok = load_pretrained(key, family=family, num_labels=num_labels)
+        return LoadedModel(model.eval(), tok, family or _infer_family(model.config), key)
+    path = Path(key).expanduser()
+    if not path.exists():
+        known = ", ".join(model_keys())
+        raise ValueError(
+            f"unknown model {key!r}: not a known key ({known}) and no such local directory"
+        )
+    return _load_local(path, family, num_labels)
+
+
+def _infer_family(config: object) -> str:
+    if getattr(config, "is_encoder_decoder", False):
+        return "seq2seq"
+    archs = getattr(config, "architectures", None) or []
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return "causal"
+    if any(a.endswith("ForSequenceClassification") for a in archs):
+        return "encoder"
+    if any(a.endswith("Model") for a in archs):
+        return "encoder"
+    raise ValueError(
+        f"cannot tell the family of a model with architectures {archs}; "
+        f"pass family= one of {', '.join(FAMILIES)}"
+    )
+
+
+def _load_local(path: Path, family: str | None, num_labels: int) -> LoadedModel:
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{str(path)!r} is not a Hugging Face model directory: no config.json")
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    family = family or _infer_family(config)
+    auto = {
+        "causal": AutoModelForCausalLM,
+        "seq2seq": AutoModelForSeq2SeqLM,
+        "encoder": AutoModelForSequenceClassification,
+        "base": AutoModel,
+    }[family]
+    kwargs = {"num_labels": num_labels} if family == "encoder" else {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)  # a newly created classification head is seeded
+        model = auto.from_pretrained(path, local_files_only=True, dtype=torch.float32, **kwargs)
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    return LoadedModel(model.eval(), tok, family, path.name)

@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny seeded models (built once per session) and their input encoder."""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import pytest
+
+import lrpt
+from lrpt.model import InputEncoder
+
+TINY = {"causal": "tiny-llama", "seq2seq": "tiny-t5", "encoder": "tiny-bert"}
+
+
+@functools.cache
+def _load(key: str, family: str | None) -> lrpt.LoadedModel:
+    return lrpt.load_model(key, family=family)
+
+
+def tiny(family: str) -> lrpt.LoadedModel:
+    """A fresh copy of the tiny model of ``family`` (causal, seq2seq, encoder)."""
+    return copy.deepcopy(_load(TINY[family], family))
+
+
+def tiny_encoder() -> InputEncoder:
+    """The tiny BERT as a frozen input encoder (k = 64)."""
+    base = copy.deepcopy(_load("tiny-bert", "base"))
+    return InputEncoder(base.model, base.tokenizer)
+
+
+@pytest.fixture
+def causal() -> lrpt.LoadedModel:
+    return tiny("causal")
+
+
+@pytest.fixture
+def seq2seq() -> lrpt.LoadedModel:
+    return tiny("seq2seq")
+
+
+@pytest.fixture
+def encoder_model() -> lrpt.LoadedModel:
+    return tiny("encoder")
+
+
+@pytest.fixture
+def input_encoder() -> InputEncoder:
+    return tiny_encoder()
