@@ -157,9 +157,7 @@ def _load_smollm2(progress: Progress) -> tuple[PreTrainedModel, PreTrainedTokeni
         _convert_smollm2(target, progress)
     t0 = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(target, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(
-        target, local_files_only=True, dtype=torch.float32
-    )
+    model = AutoModelForCausalLM.from_pretrained(target, local_files_only=True, dtype=torch.float32)
     log.info("loaded smollm2-135m from %s in %.1f s", target, time.perf_counter() - t0)
     return model, tok
 
@@ -173,8 +171,12 @@ def _convert_smollm2(target: Path, progress: Progress) -> None:
     kwargs = {"gguf_file": gguf.name, "local_files_only": True}
     tok = AutoTokenizer.from_pretrained(pkg, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(pkg, dtype=torch.float32, **kwargs)
+    # The weights are plain fp32 now: drop the GGUF quantisation markers so the copy saves and
+    # reloads as an ordinary checkpoint.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
     model.config.name_or_path = "smollm2-135m"
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".smollm2-135m.", dir=target.parent))
