@@ -174,8 +174,10 @@ class PromptedModel(nn.Module):
         params |= {f"head.{n}": p for n, p in self.named_head_parameters().items()}
         with torch.no_grad():
             for name, value in state.items():
-                target = params[name.removeprefix("method.")] if name.startswith("method.") else (
-                    params[name]
+                target = (
+                    params[name.removeprefix("method.")]
+                    if name.startswith("method.")
+                    else (params[name])
                 )
                 if tuple(value.shape) != tuple(target.shape):
                     raise ValueError(
@@ -216,14 +218,16 @@ class PromptedModel(nn.Module):
     ) -> Inserted:
         """Embed ``input_ids`` and insert the prompt (see the module docstring)."""
         if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
+            raise ValueError(
+                f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}"
+            )
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         embedding = self.model.get_input_embeddings()
         embeds = embedding(input_ids)  # (B, L, d)
         if prompt is None:
             prompt = self.prompt_rows(input_ids, texts)
-        B, L = input_ids.shape  # noqa: N806
+        B, L = input_ids.shape
         n = prompt.shape[1]
         mask = attention_mask.long()
         start = (mask.cumsum(1) == 0).sum(1)  # (B,) index of each row's first real token

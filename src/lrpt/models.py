@@ -60,7 +60,9 @@ def byte_tokenizer(specials: list[str], template: str, pair: str) -> Tokenizer:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     ids = [(s, vocab[s]) for s in specials]
-    tok.post_processor = processors.TemplateProcessing(single=template, pair=pair, special_tokens=ids)
+    tok.post_processor = processors.TemplateProcessing(
+        single=template, pair=pair, special_tokens=ids
+    )
     return tok
 
 
@@ -119,7 +121,11 @@ TINY_MODELS: dict[str, Callable[..., LoadedModel]] = {
     "tiny-t5": _tiny_t5,
     "tiny-bert": _tiny_bert,
 }
-TINY_FAMILIES = {"tiny-llama": ("causal",), "tiny-t5": ("seq2seq",), "tiny-bert": ("encoder", "base")}
+TINY_FAMILIES = {
+    "tiny-llama": ("causal",),
+    "tiny-t5": ("seq2seq",),
+    "tiny-bert": ("encoder", "base"),
+}
 
 
 def model_keys() -> dict[str, str]:

@@ -42,7 +42,7 @@ class ModelDims:
 
 @dataclass
 class InitContext:
-    """What initialisation may read: the frozen embedding module, a seeded generator, a tokenizer."""
+    """What initialisation may read: the frozen embedding module, a seeded RNG, a tokenizer."""
 
     embedding: nn.Module
     generator: torch.Generator
@@ -110,7 +110,7 @@ class PromptMethod(nn.Module):
         raise NotImplementedError
 
     def prompt(self, batch_size: int, condition: torch.Tensor | None = None) -> torch.Tensor:
-        """The prompt rows: ``(1, n, d)`` if static, else ``(B, n, d)`` from ``condition (B, k)``."""
+        """The prompt rows: ``(1, n, d)`` if static, else ``(B, n, d)`` from ``condition (B, k)``"""
         if not self.static:
             raise NotImplementedError
         return self.materialise().unsqueeze(0)
@@ -128,7 +128,7 @@ class PromptMethod(nn.Module):
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
 
     def extra_state(self) -> dict[str, Any]:
-        """JSON-able facts an artifact stores besides the tensors (e.g. a projection fingerprint)."""
+        """JSON-able facts an artifact stores beside the tensors (e.g. a projection fingerprint)"""
         return {}
 
     def trainable_tensors(self) -> dict[str, tuple[int, ...]]:

@@ -39,7 +39,9 @@ class PromptTuning(PromptMethod):
 
     def __init__(self, config: PTConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)
-        self.prompt_embeddings = nn.Parameter(torch.empty(config.num_tokens, dims.embed_dim))  # (n, d)
+        self.prompt_embeddings = nn.Parameter(
+            torch.empty(config.num_tokens, dims.embed_dim)
+        )  # (n, d)
 
     def init_weights(self, ctx: InitContext) -> None:
         n = self.config.num_tokens

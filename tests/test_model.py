@@ -1,0 +1,218 @@
+"""PromptedModel: the method contract on every family, prompt insertion, equivalence, generate."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny, tiny_encoder
+
+import lrpt
+from lrpt.model import IGNORE
+
+TEXTS = ["a quiet film", "loud and very long"]
+PROMPT_IDS = torch.tensor([40, 50, 60, 70, 80])  # real token ids used as the "prompt"
+
+
+def _prompted(key: str, family: str, **options) -> lrpt.PromptedModel:
+    loaded = tiny(family)
+    cls = lrpt.METHODS[key]
+    encoder = None if cls.static else tiny_encoder()
+    return lrpt.prompt_model(
+        key, loaded.model, loaded.tokenizer, encoder=encoder, seed=0, **options
+    )
+
+
+def _batch(pm: lrpt.PromptedModel, side: str = "right") -> dict[str, torch.Tensor]:
+    pm.tokenizer.padding_side = side
+    batch = dict(pm.tokenizer(TEXTS, return_tensors="pt", padding=True))
+    if pm.family == "causal":
+        batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, IGNORE)
+    elif pm.family == "seq2seq":
+        batch["labels"] = pm.tokenizer(["yes", "no"], return_tensors="pt", padding=True)[
+            "input_ids"
+        ]
+    else:
+        batch["labels"] = torch.tensor([0, 1])
+    return batch
+
+
+@pytest.mark.parametrize("family", ["causal", "seq2seq", "encoder"])
+@pytest.mark.parametrize("key", sorted(lrpt.METHODS))
+def test_contract(key: str, family: str) -> None:
+    """Shapes and dtype; after optimizer steps base weights are unchanged, method weights moved."""
+    pm = _prompted(key, family)
+    batch = _batch(pm)
+    frozen = {n: p.detach().clone() for n, p in pm.model.named_parameters() if not p.requires_grad}
+    trainable = {n: p.detach().clone() for n, p in pm.method.named_parameters() if p.requires_grad}
+    head = [p.detach().clone() for p in pm.head_parameters()]
+    assert frozen and trainable
+    assert (len(head) > 0) == (family == "encoder")
+
+    out = pm(**batch)
+    B, L = batch["input_ids"].shape
+    V = pm.model.config.vocab_size
+    if family == "causal":
+        expected = (B, L, V)
+    elif family == "seq2seq":
+        expected = (B, batch["labels"].shape[1], V)
+    else:
+        expected = (B, 2)
+    assert tuple(out.logits.shape) == expected
+    assert out.logits.dtype == torch.float32
+    assert torch.isfinite(out.loss)
+
+    opt = torch.optim.AdamW(pm.param_groups(1e-2), weight_decay=0.0)
+    for _ in range(2):  # two steps: a zero-initialised factor moves its partner only at step 2
+        opt.zero_grad()
+        pm(**batch).loss.backward()
+        opt.step()
+    for name, param in pm.model.named_parameters():
+        if name in frozen:
+            assert torch.equal(param, frozen[name]), f"frozen weight {name} changed"
+    for name, param in pm.method.named_parameters():
+        if param.requires_grad:
+            assert not torch.equal(param, trainable[name]), f"{key}.{name} did not train"
+    for before, after in zip(head, pm.head_parameters(), strict=True):
+        assert not torch.equal(before, after)
+
+
+@pytest.mark.parametrize("family", ["causal", "seq2seq", "encoder"])
+@pytest.mark.parametrize("key", sorted(k for k, c in lrpt.METHODS.items() if c.static))
+def test_materialise_equals_inserted_rows(key: str, family: str) -> None:
+    pm = _prompted(key, family)
+    batch = _batch(pm, "left")
+    ins = pm.insert(batch["input_ids"], batch["attention_mask"])
+    n = pm.method.num_tokens
+    expected = pm.method.materialise().detach()  # (n, d)
+    for row in range(len(TEXTS)):
+        is_prompt = torch.ones(ins.embeds.shape[1], dtype=torch.bool)
+        is_prompt[ins.token_positions[row]] = False
+        rows = ins.embeds[row][is_prompt]
+        assert rows.shape == (n, expected.shape[1])
+        assert torch.equal(rows, expected)
+
+
+def _set_prompt_to_tokens(pm: lrpt.PromptedModel, ids: torch.Tensor) -> None:
+    with torch.no_grad():
+        pm.method.prompt_embeddings.copy_(pm.model.get_input_embeddings()(ids))
+
+
+def _reference_batch(rows: list[list[int]], side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, rows))
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if side == "left" else slice(0, len(row))
+        ids[i, span], mask[i, span] = torch.tensor(row), 1
+    return ids, mask
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_causal_equivalence_with_real_tokens(side: str) -> None:
+    """Prompt = embeddings of ids t ⇒ logits on the input = plain logits on [BOS] + t + x."""
+    pm = _prompted("pt", "causal", num_tokens=len(PROMPT_IDS))
+    _set_prompt_to_tokens(pm, PROMPT_IDS)
+    batch = _batch(pm, side)
+    got = pm(batch["input_ids"], batch["attention_mask"]).logits
+
+    tok = pm.tokenizer
+    bos = tok.bos_token_id
+    rows = [
+        [bos, *PROMPT_IDS.tolist(), *tok(t, add_special_tokens=False)["input_ids"]] for t in TEXTS
+    ]
+    ids, mask = _reference_batch(rows, side)
+    position_ids = (mask.cumsum(1) - 1).clamp(min=0)
+    ref = pm.model(input_ids=ids, attention_mask=mask, position_ids=position_ids).logits
+    n = len(PROMPT_IDS)
+    for i in range(len(TEXTS)):
+        mine = got[i][batch["attention_mask"][i].bool()]
+        theirs = ref[i][mask[i].bool()]
+        theirs = torch.cat([theirs[:1], theirs[1 + n :]])  # drop the prompt rows, keep BOS
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-5)
+
+
+def test_encoder_equivalence_prompt_after_cls() -> None:
+    pm = _prompted("pt", "encoder", num_tokens=len(PROMPT_IDS))
+    _set_prompt_to_tokens(pm, PROMPT_IDS)
+    batch = _batch(pm, "right")
+    got = pm(batch["input_ids"], batch["attention_mask"]).logits
+    tok = pm.tokenizer
+    rows = [[tok.cls_token_id, *PROMPT_IDS.tolist(), *tok(t)["input_ids"][1:]] for t in TEXTS]
+    ids, mask = _reference_batch(rows, "right")
+    ref = pm.model(input_ids=ids, attention_mask=mask).logits
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
+
+
+def test_causal_generate_matches_plain_model() -> None:
+    pm = _prompted("pt", "causal", num_tokens=len(PROMPT_IDS))
+    _set_prompt_to_tokens(pm, PROMPT_IDS)
+    batch = _batch(pm, "left")
+    got = pm.generate(batch["input_ids"], batch["attention_mask"], max_new_tokens=6,
+                      do_sample=False)  # fmt: skip
+    tok = pm.tokenizer
+    rows = [[tok.bos_token_id, *PROMPT_IDS.tolist(), *tok(t, add_special_tokens=False)["input_ids"]]
+            for t in TEXTS]  # fmt: skip
+    ids, mask = _reference_batch(rows, "left")
+    ref = pm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False,
+                            pad_token_id=tok.pad_token_id)  # fmt: skip
+    assert got.shape == (2, 6)
+    assert torch.equal(got, ref[:, ids.shape[1] :])
+
+
+def test_seq2seq_generate_matches_plain_model() -> None:
+    pm = _prompted("pt", "seq2seq", num_tokens=len(PROMPT_IDS))
+    _set_prompt_to_tokens(pm, PROMPT_IDS)
+    batch = _batch(pm, "right")
+    got = pm.generate(batch["input_ids"], batch["attention_mask"], max_new_tokens=6,
+                      do_sample=False)  # fmt: skip
+    rows = [[*PROMPT_IDS.tolist(), *pm.tokenizer(t)["input_ids"]] for t in TEXTS]
+    ids, mask = _reference_batch(rows, "right")
+    ref = pm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
+    assert torch.equal(got, ref)
+
+
+def test_causal_generate_rejects_right_padding() -> None:
+    pm = _prompted("pt", "causal", num_tokens=3)
+    batch = _batch(pm, "right")
+    with pytest.raises(ValueError, match="left padding"):
+        pm.generate(batch["input_ids"], batch["attention_mask"], max_new_tokens=2)
+
+
+def test_labels_on_prompt_rows_are_ignored_and_loss_is_pinned() -> None:
+    """The causal loss only covers input tokens; its value on the seeded tiny model is pinned."""
+    pm = _prompted("pt", "causal", num_tokens=4)
+    batch = _batch(pm, "left")
+    ins = pm.insert(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    assert int((ins.labels != IGNORE).sum()) == int((batch["labels"] != IGNORE).sum())
+    assert int(ins.attention_mask.sum()) == int(batch["attention_mask"].sum()) + 2 * 4
+    loss = pm(**batch).loss.item()
+    assert loss == pytest.approx(5.5450, abs=2e-4)
+
+
+def test_trainable_counts_split_method_and_head() -> None:
+    pm = _prompted("pt", "encoder", num_tokens=7)
+    counts = pm.num_trainable()
+    assert counts == {"method": 7 * 64, "head": 64 * 2 + 2}
+
+
+def test_same_seed_same_prompt_bit_for_bit() -> None:
+    a = _prompted("pt", "causal", num_tokens=9).method.materialise()
+    b = _prompted("pt", "causal", num_tokens=9).method.materialise()
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("init", ["vocab", "text", "random"])
+def test_pt_inits(init: str) -> None:
+    opts = {"init_text": "good film"} if init == "text" else {}
+    pm = _prompted("pt", "causal", num_tokens=12, init=init, **opts)
+    prompt = pm.method.materialise().detach()
+    table = pm.model.get_input_embeddings().weight.detach()
+    if init == "text":
+        ids = pm.tokenizer("good film", add_special_tokens=False)["input_ids"]
+        expected = table[torch.tensor(ids)[torch.arange(12) % len(ids)]]
+        assert torch.equal(prompt, expected)
+    elif init == "vocab":
+        hits = [(table == row).all(1).any() for row in prompt]
+        assert all(hits)
+    else:
+        assert prompt.std().item() == pytest.approx(table.std().item(), rel=0.3)
