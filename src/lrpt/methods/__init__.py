@@ -7,7 +7,12 @@ from typing import Any
 from lrpt.methods.base import InitContext, ModelDims, PromptMethod
 from lrpt.methods.pt import PromptTuning
 
-METHODS: dict[str, type[PromptMethod]] = {cls.key: cls for cls in (PromptTuning,)}
+METHODS: dict[str, type[PromptMethod]] = {
+    cls.key: cls
+    for cls in (
+        PromptTuning,
+    )
+}
 
 
 def method_class(key: str) -> type[PromptMethod]:
