@@ -5,12 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from lrpt.methods.base import InitContext, ModelDims, PromptMethod
+from lrpt.methods.dpt import DecomposedPromptTuning
+from lrpt.methods.lopt1 import LoPT1
+from lrpt.methods.lopt2 import LoPT2
 from lrpt.methods.pt import PromptTuning
+from lrpt.methods.residual import ResidualPromptTuning
+from lrpt.methods.ulpt import ULPT
 
 METHODS: dict[str, type[PromptMethod]] = {
     cls.key: cls
     for cls in (
         PromptTuning,
+        DecomposedPromptTuning,
+        LoPT1,
+        LoPT2,
+        ULPT,
+        ResidualPromptTuning,
     )
 }
 

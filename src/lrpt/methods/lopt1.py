@@ -1,0 +1,69 @@
+"""``lopt1``: LoPT-1 (Guo et al., 2024, "LoPT: Low-Rank Prompt Tuning for Parameter Efficient
+Language Models"; papers/002_902ec1accd99d763.txt).
+
+Formula: ``P = U V`` with ``U`` (n × r) and ``V`` (r × d), both trainable. Parameters:
+``r·(n + d)``. The algebra is ``dpt``'s; the defaults are the paper's best region (n = 20, r = 5).
+
+Initialisation (the paper is silent; our choice): the best rank-``r`` approximation of a
+vocab-initialised prompt ``X0`` (n × d), from its truncated SVD ``X0 ≈ U_r Σ_r V_rᵀ``:
+``U = U_r √Σ_r``, ``V = √Σ_r V_rᵀ`` (computed in float64). ``r`` must not exceed ``min(n, d)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lrpt.init import vocab_init
+from lrpt.methods.base import InitContext, ModelDims, PromptMethod, check_positive
+
+
+@dataclass(frozen=True)
+class LoPT1Config:
+    num_tokens: int = 20
+    rank: int = 5
+
+    def __post_init__(self) -> None:
+        check_positive("num_tokens", self.num_tokens)
+        check_positive("rank", self.rank)
+        if self.rank > self.num_tokens:
+            raise ValueError(
+                f"rank must be ≤ num_tokens ({self.num_tokens}) for the SVD init, got {self.rank}"
+            )
+
+
+def truncated_svd_factors(x: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(U_r √Σ_r, √Σ_r V_rᵀ)`` of ``x`` (n × d): float32 factors whose product is the best
+    rank-``rank`` approximation of ``x`` (Eckart–Young)."""
+    u, s, vh = torch.linalg.svd(x.double(), full_matrices=False)  # (n, k), (k,), (k, d)
+    root = s[:rank].sqrt()  # (r,)
+    left = u[:, :rank] * root  # (n, r)
+    right = root[:, None] * vh[:rank]  # (r, d)
+    return left.float(), right.float()
+
+
+class LoPT1(PromptMethod):
+    key = "lopt1"
+    config_class = LoPT1Config
+    paper = "Guo et al. 2024"
+    formula = "P = U V"
+    param_formula = "r·(n + d)"
+
+    def __init__(self, config: LoPT1Config, dims: ModelDims) -> None:
+        super().__init__(config, dims)
+        if config.rank > dims.embed_dim:
+            raise ValueError(f"rank must be ≤ embed_dim ({dims.embed_dim}), got {config.rank}")
+        self.U = nn.Parameter(torch.empty(config.num_tokens, config.rank))  # (n, r)
+        self.V = nn.Parameter(torch.empty(config.rank, dims.embed_dim))  # (r, d)
+
+    def init_weights(self, ctx: InitContext) -> None:
+        x0 = vocab_init(ctx, self.config.num_tokens)  # (n, d)
+        left, right = truncated_svd_factors(x0, self.config.rank)
+        with torch.no_grad():
+            self.U.copy_(left)
+            self.V.copy_(right)
+
+    def materialise(self) -> torch.Tensor:
+        return self.U @ self.V  # (n, r) @ (r, d) → (n, d)

@@ -1,0 +1,82 @@
+"""``lopt2``: LoPT-2 (Guo et al., 2024, "LoPT: Low-Rank Prompt Tuning for Parameter Efficient
+Language Models"; papers/002_902ec1accd99d763.txt).
+
+Formula: ``P = σ(X0 U) V`` with ``X0`` (n × d) a frozen vocab-initialised prompt, ``U`` (d × r) and
+``V`` (r × d) trainable. Parameters: ``2·r·d`` (independent of ``n``).
+
+σ (the paper is silent; our choice): ``tanh`` by default, ``relu`` or ``gelu`` as options.
+
+Initialisation (our choice): ``U`` Xavier-uniform; ``V`` Xavier-uniform, then rescaled so that the
+initial prompt's mean row norm equals the mean row norm of the model's token embeddings
+(:func:`lrpt.init.mean_row_norm`). ``X0`` is a buffer: it is not trained, counted or saved with
+the trainable tensors; it is rebuilt from the init seed, and :meth:`LoPT2.extra_state` records its
+SHA-256 fingerprint so a rebuild that differs is detected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lrpt.init import mean_row_norm, vocab_init
+from lrpt.methods.base import InitContext, ModelDims, PromptMethod, check_choice, check_positive
+from lrpt.projection import projection_fingerprint
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "gelu": F.gelu,
+}
+
+
+@dataclass(frozen=True)
+class LoPT2Config:
+    num_tokens: int = 20
+    rank: int = 5
+    activation: str = "tanh"  # tanh | relu | gelu
+
+    def __post_init__(self) -> None:
+        check_positive("num_tokens", self.num_tokens)
+        check_positive("rank", self.rank)
+        check_choice("activation", self.activation, tuple(ACTIVATIONS))
+
+
+class LoPT2(PromptMethod):
+    key = "lopt2"
+    config_class = LoPT2Config
+    paper = "Guo et al. 2024"
+    formula = "P = σ(X0 U) V"
+    param_formula = "2·r·d"
+
+    def __init__(self, config: LoPT2Config, dims: ModelDims) -> None:
+        super().__init__(config, dims)
+        n, r, d = config.num_tokens, config.rank, dims.embed_dim
+        self.register_buffer("X0", torch.empty(n, d))  # (n, d) frozen
+        self.U = nn.Parameter(torch.empty(d, r))  # (d, r)
+        self.V = nn.Parameter(torch.empty(r, d))  # (r, d)
+
+    def init_weights(self, ctx: InitContext) -> None:
+        with torch.no_grad():
+            self.X0.copy_(vocab_init(ctx, self.config.num_tokens))
+            nn.init.xavier_uniform_(self.U, generator=ctx.generator)
+            nn.init.xavier_uniform_(self.V, generator=ctx.generator)
+            current = float(self.materialise().norm(dim=1).mean())
+            if not math.isfinite(current) or current == 0.0:
+                raise ValueError(
+                    f"the initial LoPT-2 prompt has mean row norm {current}; "
+                    f"try another seed or activation (got {self.config.activation!r})"
+                )
+            self.V.mul_(mean_row_norm(ctx) / current)
+
+    def materialise(self) -> torch.Tensor:
+        hidden = ACTIVATIONS[self.config.activation](self.X0 @ self.U)  # (n, r)
+        return hidden @ self.V  # (n, r) @ (r, d) → (n, d)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"x0_sha256": projection_fingerprint(self.X0)}

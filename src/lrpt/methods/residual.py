@@ -1,0 +1,72 @@
+"""``residual``: Residual Prompt Tuning (Razdaibiedina et al., 2023, "Residual Prompt Tuning:
+Improving Prompt Tuning with Residual Reparameterization"), DPT's baseline.
+
+Formula: ``P' = P + LayerNorm(W2 ReLU(W1 P + b1) + b2)``, applied to each of the ``n`` rows with one
+shared MLP; ``P`` (n × d) vocab init, ``W1`` (h × d), ``W2`` (d × h), bottleneck ``h`` = 400.
+Parameters: ``n·d + (d·h + h) + (h·d + d) + 2·d``.
+
+Initialisation: ``P`` from the vocabulary; the MLP like PyTorch's default ``nn.Linear`` init (as the
+reference code, which builds ``nn.Linear`` layers), drawn from the seeded generator: every weight
+and bias ~ ``U(±1/√fan_in)``; LayerNorm weight 1, bias 0 (ε = 1e-5, ``nn.LayerNorm``'s default).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lrpt.init import vocab_init
+from lrpt.methods.base import InitContext, ModelDims, PromptMethod, check_positive
+
+LAYER_NORM_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class ResidualConfig:
+    num_tokens: int = 100
+    hidden: int = 400  # MLP bottleneck h
+
+    def __post_init__(self) -> None:
+        check_positive("num_tokens", self.num_tokens)
+        check_positive("hidden", self.hidden)
+
+
+class ResidualPromptTuning(PromptMethod):
+    key = "residual"
+    config_class = ResidualConfig
+    paper = "Razdaibiedina et al. 2023"
+    formula = "P' = P + LayerNorm(W2 ReLU(W1 P + b1) + b2)"
+    param_formula = "n·d + (d·h + h) + (h·d + d) + 2·d"
+
+    def __init__(self, config: ResidualConfig, dims: ModelDims) -> None:
+        super().__init__(config, dims)
+        n, h, d = config.num_tokens, config.hidden, dims.embed_dim
+        self.prompt_embeddings = nn.Parameter(torch.empty(n, d))  # (n, d)
+        self.w1 = nn.Parameter(torch.empty(h, d))  # (h, d)
+        self.b1 = nn.Parameter(torch.empty(h))  # (h,)
+        self.w2 = nn.Parameter(torch.empty(d, h))  # (d, h)
+        self.b2 = nn.Parameter(torch.empty(d))  # (d,)
+        self.norm_weight = nn.Parameter(torch.empty(d))  # (d,)
+        self.norm_bias = nn.Parameter(torch.empty(d))  # (d,)
+
+    def init_weights(self, ctx: InitContext) -> None:
+        with torch.no_grad():
+            self.prompt_embeddings.copy_(vocab_init(ctx, self.config.num_tokens))
+            for weight, bias in ((self.w1, self.b1), (self.w2, self.b2)):
+                bound = 1 / math.sqrt(weight.shape[1])  # 1/√fan_in
+                weight.uniform_(-bound, bound, generator=ctx.generator)
+                bias.uniform_(-bound, bound, generator=ctx.generator)
+            self.norm_weight.fill_(1.0)
+            self.norm_bias.zero_()
+
+    def materialise(self) -> torch.Tensor:
+        p = self.prompt_embeddings  # (n, d)
+        hidden = torch.relu(F.linear(p, self.w1, self.b1))  # (n, h)
+        update = F.linear(hidden, self.w2, self.b2)  # (n, d)
+        normed = F.layer_norm(update, (update.shape[-1],), self.norm_weight, self.norm_bias,
+                              LAYER_NORM_EPS)  # fmt: skip
+        return p + normed  # (n, d)
