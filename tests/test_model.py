@@ -25,8 +25,12 @@ def _prompted(key: str, family: str, **options) -> lrpt.PromptedModel:
 def _batch(pm: lrpt.PromptedModel, side: str = "right") -> dict[str, torch.Tensor]:
     pm.tokenizer.padding_side = side
     batch = dict(pm.tokenizer(TEXTS, return_tensors="pt", padding=True))
-    if pm.family == "causal":
-        batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, IGNORE)
+    if pm.family == "causal":  # the last 4 tokens of each row are the target, the rest input
+        target = torch.zeros_like(batch["attention_mask"], dtype=torch.bool)
+        for row, mask in enumerate(batch["attention_mask"]):
+            last = int(mask.nonzero().max())
+            target[row, last - 3 : last + 1] = True
+        batch["labels"] = batch["input_ids"].masked_fill(~target, IGNORE)
     elif pm.family == "seq2seq":
         batch["labels"] = pm.tokenizer(["yes", "no"], return_tensors="pt", padding=True)[
             "input_ids"
@@ -183,10 +187,10 @@ def test_labels_on_prompt_rows_are_ignored_and_loss_is_pinned() -> None:
     pm = _prompted("pt", "causal", num_tokens=4)
     batch = _batch(pm, "left")
     ins = pm.insert(batch["input_ids"], batch["attention_mask"], batch["labels"])
-    assert int((ins.labels != IGNORE).sum()) == int((batch["labels"] != IGNORE).sum())
+    assert int((ins.labels != IGNORE).sum()) == 2 * 4
     assert int(ins.attention_mask.sum()) == int(batch["attention_mask"].sum()) + 2 * 4
     loss = pm(**batch).loss.item()
-    assert loss == pytest.approx(5.5450, abs=2e-4)
+    assert loss == pytest.approx(5.6068, abs=2e-4)
 
 
 def test_trainable_counts_split_method_and_head() -> None:

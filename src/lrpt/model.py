@@ -15,6 +15,7 @@ Logits of causal models are returned at the *input* positions (prompt rows remov
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from lrpt.methods import InitContext, ModelDims, PromptMethod, make_config, method_class
+from lrpt.prefix import PrefixState, batch_prefix, forward_with_prefix, run_prefix
 
 IGNORE = -100
 
@@ -94,6 +96,9 @@ class PromptedModel(nn.Module):
         tokenizer: its tokenizer (used to find the BOS/CLS token and for decoding).
         method: the prompt method (see :mod:`lrpt.methods`).
         encoder: the input encoder an instance-dependent method conditions on.
+        share_prefix: for static methods on causal LMs, run ``[BOS] + prompt`` once per batch
+            (training) or once per task (inference) and share its keys/values across rows
+            (see :mod:`lrpt.prefix`); ``False`` runs the prompt with every row.
 
     Raises:
         ValueError: embedding-size mismatch, or an instance-dependent method without encoder.
@@ -106,6 +111,7 @@ class PromptedModel(nn.Module):
         method: PromptMethod,
         *,
         encoder: InputEncoder | None = None,
+        share_prefix: bool = True,
     ) -> None:
         super().__init__()
         d = model.get_input_embeddings().weight.shape[1]
@@ -128,6 +134,8 @@ class PromptedModel(nn.Module):
         self.encoder = encoder
         self.family = family_of(model)
         self.lead_id = lead_token_id(tokenizer)
+        self.share_prefix = share_prefix
+        self._prefix_cache: dict[bool, tuple[tuple, PrefixState]] = {}
         for param in self.head_parameters():
             param.requires_grad_(True)
 
@@ -223,22 +231,14 @@ class PromptedModel(nn.Module):
             )
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        embedding = self.model.get_input_embeddings()
-        embeds = embedding(input_ids)  # (B, L, d)
         if prompt is None:
             prompt = self.prompt_rows(input_ids, texts)
         B, L = input_ids.shape
         n = prompt.shape[1]
-        mask = attention_mask.long()
-        start = (mask.cumsum(1) == 0).sum(1)  # (B,) index of each row's first real token
-        lead = torch.zeros_like(start)
-        if self.lead_id is not None:
-            first = input_ids.gather(1, start.clamp(max=L - 1)[:, None]).squeeze(1)
-            lead = ((first == self.lead_id) & (start < L)).long()
-        causal_labels = labels if self.family == "causal" else None
-        update = self.method.input_update(self._input_positions(mask, start, lead, causal_labels))
-        if update is not None:
-            embeds = embeds + update.to(embeds.dtype)
+        start, lead = self._layout(input_ids, attention_mask)
+        if labels is not None and self.family == "causal":
+            labels = self._ignore_lead(labels, start, lead)
+        embeds = self.embed_input(input_ids, attention_mask, start, lead, labels)
 
         begin = (start + lead)[:, None]  # (B, 1) where the prompt starts
         t = torch.arange(L + n, device=input_ids.device)[None]  # (1, L + n)
@@ -253,11 +253,46 @@ class PromptedModel(nn.Module):
         )
         new_mask = _gather_tokens(attention_mask, src, n, 1)
         new_labels = labels
-        if causal_labels is not None:
-            new_labels = _gather_tokens(causal_labels, src, n, IGNORE)
+        if labels is not None and self.family == "causal":
+            new_labels = _gather_tokens(labels, src, n, IGNORE)
         extra = {k: _gather_tokens(v, src, n, 0) for k, v in per_token.items() if v is not None}
         position_ids = (new_mask.long().cumsum(1) - 1).clamp(min=0)
         return Inserted(new_embeds, new_mask, new_labels, position_ids, token_positions, extra)
+
+    def _layout(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per row: index of the first real token ``(B,)`` and 1 if it is the lead BOS/CLS."""
+        L = input_ids.shape[1]
+        start = (attention_mask.long().cumsum(1) == 0).sum(1)  # (B,)
+        lead = torch.zeros_like(start)
+        if self.lead_id is not None:
+            first = input_ids.gather(1, start.clamp(max=L - 1)[:, None]).squeeze(1)
+            lead = ((first == self.lead_id) & (start < L)).long()
+        return start, lead
+
+    @staticmethod
+    def _ignore_lead(labels: torch.Tensor, start: torch.Tensor, lead: torch.Tensor) -> torch.Tensor:
+        """Labels with the lead token's set to −100: no model predicts its own BOS."""
+        cols = torch.arange(labels.shape[1], device=labels.device)[None]
+        return labels.masked_fill((cols == start[:, None]) & (lead[:, None] > 0), IGNORE)
+
+    def embed_input(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        start: torch.Tensor,
+        lead: torch.Tensor,
+        labels: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Token embeddings ``(B, L, d)`` plus the method's input update, if it has one."""
+        embeds = self.model.get_input_embeddings()(input_ids)  # (B, L, d)
+        causal_labels = labels if self.family == "causal" else None
+        positions = self._input_positions(attention_mask.long(), start, lead, causal_labels)
+        update = self.method.input_update(positions)
+        if update is not None:
+            embeds = embeds + update.to(embeds.dtype)
+        return embeds
 
     @staticmethod
     def _input_positions(
@@ -288,6 +323,17 @@ class PromptedModel(nn.Module):
         ``logits_to_keep=k > 0`` (causal LMs) computes only the last ``k`` positions' logits,
         which are input positions whenever rows are left-padded.
         """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if token_type_ids is None and not model_kwargs and self.shares_prefix():
+            rest = self._rest(input_ids, attention_mask, labels)
+            if rest is not None:
+                embeds, rest_mask, lead_cols, labels, with_lead = rest
+                rows = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
+                prefix = batch_prefix([self.prefix_state(with_lead)], rows, self.model.config)
+                return forward_with_prefix(
+                    self.model, embeds, rest_mask, lead_cols, prefix, labels, logits_to_keep
+                )
         ins = self.insert(
             input_ids, attention_mask, labels, texts=texts, token_type_ids=token_type_ids
         )
@@ -304,6 +350,51 @@ class PromptedModel(nn.Module):
             index = ins.token_positions[..., None].expand(-1, -1, out.logits.shape[-1])
             out.logits = out.logits.gather(1, index)  # (B, L, V): input positions only
         return out
+
+    # ----------------------------------------------------------------- shared prefix
+    def shares_prefix(self) -> bool:
+        """Whether this model runs the prompt once per batch/task (see ``share_prefix``)."""
+        return (
+            self.share_prefix
+            and self.family == "causal"
+            and self.method.static
+            and getattr(self.model.config, "sliding_window", None) is None
+            and "past_key_values" in inspect.signature(self.model.forward).parameters
+        )
+
+    def prefix_state(self, with_lead: bool) -> PrefixState:
+        """``[BOS] + prompt`` run once: with its graph while training, else cached per task
+        until the prompt's parameters change (in-place optimizer steps bump their versions)."""
+        lead_id = self.lead_id if with_lead else None
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.method.parameters()):
+            return run_prefix(self.model, self.method.prompt(1), lead_id)
+        weight = self.model.get_input_embeddings().weight
+        key = (weight.device, weight.dtype, self.training,
+               tuple((id(t), t._version) for t in [*self.method.parameters(), *self.method.buffers()]))  # fmt: skip
+        cached = self._prefix_cache.get(with_lead)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = (key, run_prefix(self.model, self.method.prompt(1), lead_id))
+            self._prefix_cache[with_lead] = cached
+        return cached[1]
+
+    def _rest(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None
+    ) -> tuple | None:
+        """The input part that follows a shared prefix: embeddings (with the method's input
+        update), mask without the lead BOS, lead columns, labels, and whether rows have a lead.
+        ``None`` when some rows start with BOS and others not (no single prefix fits)."""
+        start, lead = self._layout(input_ids, attention_mask)
+        with_lead = bool(lead.any())
+        if with_lead and not bool(lead.all()):
+            return None
+        if labels is not None:
+            labels = self._ignore_lead(labels, start, lead)
+        embeds = self.embed_input(input_ids, attention_mask, start, lead, labels)
+        cols = torch.arange(input_ids.shape[1], device=input_ids.device)[None]
+        lead_cols = (cols == start[:, None]) & (lead[:, None] > 0)
+        rest_mask = attention_mask.long().masked_fill(lead_cols, 0)
+        return embeds, rest_mask, lead_cols, labels, with_lead
 
     @torch.no_grad()
     def generate(
@@ -324,11 +415,51 @@ class PromptedModel(nn.Module):
             attention_mask = torch.ones_like(input_ids)
         if self.family == "causal" and bool((attention_mask[:, -1] == 0).any()):
             raise ValueError("generate with a causal model needs left padding (pads first)")
+        greedy = set(generate_kwargs) <= {"max_new_tokens", "do_sample", "eos_token_id"}
+        greedy &= "max_new_tokens" in generate_kwargs and not generate_kwargs.get("do_sample")
+        if greedy and self.shares_prefix():
+            rest = self._rest(input_ids, attention_mask, None)
+            if rest is not None:
+                eos = generate_kwargs.get("eos_token_id", self.model.generation_config.eos_token_id)
+                return self._greedy(rest, generate_kwargs["max_new_tokens"], eos)
         ins = self.insert(input_ids, attention_mask, texts=texts)
         generate_kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
         return self.model.generate(
             inputs_embeds=ins.embeds, attention_mask=ins.attention_mask, **generate_kwargs
         )
+
+    def _greedy(
+        self, rest: tuple, max_new_tokens: int, eos: int | list[int] | None
+    ) -> torch.Tensor:
+        """Greedy decoding after the task's cached prefix; like ``generate(do_sample=False)``:
+        rows that finished get the pad token until every row has finished."""
+        embeds, rest_mask, lead_cols, _, with_lead = rest
+        B = embeds.shape[0]
+        rows = torch.zeros(B, dtype=torch.long, device=embeds.device)
+        prefix = batch_prefix([self.prefix_state(with_lead)], rows, self.model.config)
+        out = forward_with_prefix(self.model, embeds, rest_mask, lead_cols, prefix,
+                                  logits_to_keep=1)  # fmt: skip
+        empty = rest_mask.sum(1) == 0  # only a BOS: the prefix predicts the first token
+        logits = torch.where(empty[:, None], prefix.last_logits, out.logits[:, -1])
+        mask = torch.cat([prefix.mask, rest_mask], 1)
+        position = prefix.lengths + rest_mask.sum(1)  # (B,) the next token's position
+        eos_ids = torch.tensor([eos] if isinstance(eos, int) else (eos or []), device=mask.device)
+        done = torch.zeros(B, dtype=torch.bool, device=mask.device)
+        new: list[torch.Tensor] = []
+        embedding = self.model.get_input_embeddings()
+        for _ in range(max_new_tokens):
+            token = logits.argmax(-1).masked_fill(done, self.tokenizer.pad_token_id)
+            new.append(token)
+            done |= torch.isin(token, eos_ids)
+            if bool(done.all()) or len(new) == max_new_tokens:
+                break
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+            logits = self.model(
+                inputs_embeds=embedding(token[:, None]), attention_mask=mask,
+                position_ids=position[:, None], past_key_values=prefix.cache, use_cache=True,
+            ).logits[:, -1]  # fmt: skip
+            position = position + 1
+        return torch.stack(new, 1)
 
 
 def _gather_tokens(values: torch.Tensor, src: torch.Tensor, n: int, fill: int) -> torch.Tensor:

@@ -1,0 +1,113 @@
+"""Shared prompt prefixes: same loss, gradients, logits and generations as the naive path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny
+
+import lrpt
+from lrpt.model import IGNORE
+
+TEXTS = ["a quiet film", "loud and very long, but fun", "ok"]
+STATIC = ["pt", "dpt", "ulpt", "lopt2", "residual", "dept", "ept"]
+
+
+def _prompted(key: str) -> lrpt.PromptedModel:
+    loaded = tiny("causal")
+    pm = lrpt.prompt_model(key, loaded.model, loaded.tokenizer, seed=0,
+                           **({"num_tokens": 6} if key not in ("dept", "ept") else {}))  # fmt: skip
+    with torch.no_grad():  # zero-initialised factors would hide a wrong input update
+        g = torch.Generator().manual_seed(1)
+        for param in pm.method.parameters():
+            if param.requires_grad and not bool(param.any()):
+                param.copy_(torch.randn(param.shape, generator=g) * 0.1)
+    return pm
+
+
+def _batch(pm: lrpt.PromptedModel, side: str) -> dict[str, torch.Tensor]:
+    pm.tokenizer.padding_side = side
+    batch = dict(pm.tokenizer(TEXTS, return_tensors="pt", padding=True))
+    target = torch.zeros_like(batch["attention_mask"], dtype=torch.bool)
+    for row, mask in enumerate(batch["attention_mask"]):
+        last = int(mask.nonzero().max())
+        target[row, last - 1 : last + 1] = True  # the last two tokens are the target
+    batch["labels"] = batch["input_ids"].masked_fill(~target, IGNORE)
+    return batch
+
+
+def _loss_and_grads(pm: lrpt.PromptedModel, batch: dict, share: bool):
+    pm.share_prefix = share
+    pm.zero_grad()
+    out = pm(**batch)
+    out.loss.backward()
+    grads = {n: p.grad.clone() for n, p in pm.method.named_parameters() if p.requires_grad}
+    return out.loss.detach(), out.logits.detach(), grads
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("key", STATIC)
+def test_shared_prefix_equals_naive(key: str, side: str) -> None:
+    pm = _prompted(key)
+    assert pm.shares_prefix()
+    batch = _batch(pm, side)
+    loss_s, logits_s, grads_s = _loss_and_grads(pm, batch, share=True)
+    loss_n, logits_n, grads_n = _loss_and_grads(pm, batch, share=False)
+    assert abs(loss_s - loss_n) <= 1e-5 * abs(loss_n)
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(logits_s[real], logits_n[real], rtol=0, atol=1e-5)
+    assert grads_s.keys() == grads_n.keys() and grads_s
+    for name, grad in grads_n.items():
+        assert grad.norm() > 0, name
+        rel = (grads_s[name] - grad).norm() / grad.norm()
+        assert rel <= 1e-5, f"{key}.{name}: relative gradient difference {rel:.2e}"
+
+
+def test_lm_style_labels_match_too() -> None:
+    """Every token labelled (the first one is predicted by the prefix's last position)."""
+    pm = _prompted("pt")
+    batch = _batch(pm, "left")
+    batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, IGNORE)
+    loss_s, _, _ = _loss_and_grads(pm, batch, share=True)
+    loss_n, _, _ = _loss_and_grads(pm, batch, share=False)
+    assert abs(loss_s - loss_n) <= 1e-5 * abs(loss_n)
+
+
+def test_instance_dependent_and_seq2seq_use_the_naive_path() -> None:
+    from conftest import tiny_encoder
+
+    loaded = tiny("causal")
+    lopa = lrpt.prompt_model("lopa", loaded.model, loaded.tokenizer, encoder=tiny_encoder())
+    assert not lopa.shares_prefix()
+    t5 = tiny("seq2seq")
+    assert not lrpt.prompt_model("pt", t5.model, t5.tokenizer).shares_prefix()
+
+
+def test_inference_prefix_is_cached_until_the_prompt_changes() -> None:
+    pm = _prompted("ulpt").eval()
+    with torch.no_grad():
+        first = pm.prefix_state(True)
+        assert pm.prefix_state(True) is first
+        pm.method.intercept_row = None  # unrelated attribute: no effect on the cache
+        assert pm.prefix_state(True) is first
+    opt = torch.optim.SGD(pm.method.parameters(), lr=0.1)
+    batch = _batch(pm, "left")
+    pm(**batch).loss.backward()
+    opt.step()
+    with torch.no_grad():
+        again = pm.prefix_state(True)
+    assert again is not first
+    assert not torch.equal(again.keys[0], first.keys[0])
+
+
+@pytest.mark.parametrize("key", ["pt", "ept"])
+def test_greedy_generate_equals_naive_generate(key: str) -> None:
+    pm = _prompted(key).eval()
+    batch = _batch(pm, "left")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    pm.share_prefix = True
+    fast = pm.generate(ids, mask, max_new_tokens=8, do_sample=False)
+    pm.share_prefix = False
+    naive = pm.generate(ids, mask, max_new_tokens=8, do_sample=False)
+    assert fast.shape == naive.shape
+    assert torch.equal(fast, naive)
