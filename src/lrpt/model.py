@@ -369,8 +369,9 @@ class PromptedModel(nn.Module):
         if torch.is_grad_enabled() and any(p.requires_grad for p in self.method.parameters()):
             return run_prefix(self.model, self.method.prompt(1), lead_id)
         weight = self.model.get_input_embeddings().weight
-        key = (weight.device, weight.dtype, self.training,
-               tuple((id(t), t._version) for t in [*self.method.parameters(), *self.method.buffers()]))  # fmt: skip
+        tensors = [*self.method.parameters(), *self.method.buffers()]
+        versions = tuple((id(t), t._version) for t in tensors)
+        key = (weight.device, weight.dtype, self.training, versions)
         cached = self._prefix_cache.get(with_lead)
         if cached is None or cached[0] != key:
             with torch.no_grad():
