@@ -8,9 +8,9 @@ Formula: ``P = σ(X0 U) V`` with ``X0`` (n × d) a frozen vocab-initialised prom
 
 Initialisation (our choice): ``U`` Xavier-uniform; ``V`` Xavier-uniform, then rescaled so that the
 initial prompt's mean row norm equals the mean row norm of the model's token embeddings
-(:func:`lrpt.init.mean_row_norm`). ``X0`` is a buffer: it is not trained, counted or saved with
-the trainable tensors; it is rebuilt from the init seed, and :meth:`LoPT2.extra_state` records its
-SHA-256 fingerprint so a rebuild that differs is detected.
+(:func:`lrpt.init.mean_row_norm`). ``X0`` is a non-persistent buffer: not trained, counted or
+saved (not even in ``state_dict()``); it is rebuilt by vocab init from the init seed, and
+:meth:`LoPT2.extra_state` records its SHA-256 fingerprint so a rebuild that differs is detected.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class LoPT2(PromptMethod):
     def __init__(self, config: LoPT2Config, dims: ModelDims) -> None:
         super().__init__(config, dims)
         n, r, d = config.num_tokens, config.rank, dims.embed_dim
-        self.register_buffer("X0", torch.empty(n, d))  # (n, d) frozen
+        self.register_buffer("X0", torch.empty(n, d), persistent=False)  # (n, d) frozen
         self.U = nn.Parameter(torch.empty(d, r))  # (d, r)
         self.V = nn.Parameter(torch.empty(r, d))  # (r, d)
 

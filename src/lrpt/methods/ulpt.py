@@ -7,20 +7,23 @@ Formula: ``P = (Z Â) ⊙ s + b`` (``s`` and ``b`` broadcast over rows). ``Z`` (
 
 Initialisation (reference code, T5 path): ``Z ~ N(0, 1)`` from the init generator;
 ``Â ~ U(±√(6/(r+d)))`` (Xavier uniform). ``Â`` is never stored: it is regenerated from the config
-field ``seed`` by :mod:`lrpt.projection`'s portable generator, bit-identical on any machine, and
-:meth:`ULPT.extra_state` records the seed and the SHA-256 fingerprint of the regenerated tensor.
+field ``projection_seed`` by :mod:`lrpt.projection`'s portable generator, bit-identical on any
+machine, and :meth:`ULPT.extra_state` records that seed and the SHA-256 fingerprint of the
+regenerated tensor. ``projection_seed`` is separate from the init seed (``build_method(seed=…)``,
+which draws ``Z``), so one projection can be shared by prompts trained from different inits.
 
 Ablations (options):
 
 * ``scale=False`` / ``shift=False``: no ``s`` / no ``b`` (not allocated, not counted).
 * ``train_projection=True`` (the paper's Table 3 alternative): ``Z`` is frozen and ``Â`` trained.
-  ``Z`` is then regenerated from ``seed`` too (Irwin–Hall(12) − 6 ≈ N(0, 1), bit-exact everywhere,
-  see :mod:`lrpt.projection`) and ``Â`` starts from the generated projection. Parameters
-  ``g·r·d + 2·d``.
-* ``groups=g``: the ``n`` rows are split into ``g`` consecutive blocks, each with its own projection
-  ``Â_j`` regenerated from ``(seed, j)``. The split is ``torch.tensor_split``'s: the first
-  ``n mod g`` blocks have ``⌈n/g⌉`` rows, the others ``⌊n/g⌋``, so ``g`` need not divide ``n`` but
-  must be ≤ ``n`` (no empty block). ``groups=1`` is the paper's method.
+  ``Z`` is then regenerated from ``projection_seed`` too (Irwin–Hall(12) − 6 ≈ N(0, 1), bit-exact
+  everywhere, see :mod:`lrpt.projection`), ``Â`` starts from the generated projection, and the
+  fingerprint in :meth:`ULPT.extra_state` is ``Z``'s. Parameters ``g·r·d + 2·d``.
+* ``groups=g``: the ``n`` rows are split into ``g`` consecutive blocks, each with its own
+  projection ``Â_j`` regenerated from ``(projection_seed, j)``. The split is
+  ``torch.tensor_split``'s: the first ``n mod g`` blocks have ``⌈n/g⌉`` rows, the others
+  ``⌊n/g⌋``, so ``g`` need not divide ``n`` but must be ≤ ``n`` (no empty block).
+  ``groups=1`` is the paper's method.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ SEED_LIMIT = 2**64  # the generator's seed is a 64-bit word
 class ULPTConfig:
     num_tokens: int = 100
     rank: int = 2
-    seed: int = 0  # regenerates the frozen projection
+    projection_seed: int = 0  # regenerates the frozen projection
     shift: bool = True
     scale: bool = True
     train_projection: bool = False
@@ -53,10 +56,9 @@ class ULPTConfig:
         check_positive("groups", self.groups)
         if self.groups > self.num_tokens:
             raise ValueError(f"groups must be ≤ num_tokens ({self.num_tokens}), got {self.groups}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
-        if not 0 <= self.seed < SEED_LIMIT:
-            raise ValueError(f"seed must be in [0, 2**64), got {self.seed}")
+        seed = self.projection_seed
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < SEED_LIMIT:
+            raise ValueError(f"projection_seed must be an integer in [0, 2**64), got {seed!r}")
         for name in ("shift", "scale", "train_projection"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -91,13 +93,13 @@ class ULPT(PromptMethod):
 
     def generated_projection(self) -> torch.Tensor:
         """``Â`` regenerated from the seed: ``(g, r, d)`` float32, the same on every machine."""
-        seed, r, d = self.config.seed, self.config.rank, self.dims.embed_dim
+        seed, r, d = self.config.projection_seed, self.config.rank, self.dims.embed_dim
         blocks = [projection_matrix(seed, r, d, group=j) for j in range(self.config.groups)]
         return torch.stack(blocks)  # (g, r, d)
 
     def generated_latent(self) -> torch.Tensor:
         """The frozen ``Z`` of ``train_projection``, regenerated from the seed: ``(n, r)``."""
-        return latent_matrix(self.config.seed, self.config.num_tokens, self.config.rank)
+        return latent_matrix(self.config.projection_seed, self.config.num_tokens, self.config.rank)
 
     def frozen_tensor(self) -> tuple[str, torch.Tensor]:
         """The tensor regenerated from the seed rather than stored: ``Â``, or ``Z`` when trained."""
@@ -130,7 +132,7 @@ class ULPT(PromptMethod):
     def extra_state(self) -> dict[str, Any]:
         name, tensor = self.frozen_tensor()
         return {
-            "projection_seed": self.config.seed,
+            "projection_seed": self.config.projection_seed,
             "projection_sha256": projection_fingerprint(tensor),
             "projection_tensor": name,
         }
