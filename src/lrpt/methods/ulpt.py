@@ -102,7 +102,7 @@ class ULPT(PromptMethod):
         return latent_matrix(self.config.projection_seed, self.config.num_tokens, self.config.rank)
 
     def frozen_tensor(self) -> tuple[str, torch.Tensor]:
-        """The tensor regenerated from the seed rather than stored: ``Â``, or ``Z`` when trained."""
+        """The tensor regenerated from the seed, never stored: ``Â``, or ``Z`` if ``Â`` trains."""
         if self.config.train_projection:
             return "latent", self.latent
         return "projection", self.projection
