@@ -25,7 +25,13 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from lrpt.methods import InitContext, ModelDims, PromptMethod, make_config, method_class
-from lrpt.prefix import PrefixState, batch_prefix, forward_with_prefix, run_prefix
+from lrpt.prefix import (
+    PrefixState,
+    batch_prefix,
+    forward_with_prefix,
+    greedy_with_prefix,
+    run_prefix,
+)
 
 IGNORE = -100
 
@@ -432,35 +438,14 @@ class PromptedModel(nn.Module):
     def _greedy(
         self, rest: tuple, max_new_tokens: int, eos: int | list[int] | None
     ) -> torch.Tensor:
-        """Greedy decoding after the task's cached prefix; like ``generate(do_sample=False)``:
-        rows that finished get the pad token until every row has finished."""
+        """Greedy decoding after the task's cached prefix (see :func:`greedy_with_prefix`)."""
         embeds, rest_mask, lead_cols, _, with_lead = rest
-        B = embeds.shape[0]
-        rows = torch.zeros(B, dtype=torch.long, device=embeds.device)
+        rows = torch.zeros(embeds.shape[0], dtype=torch.long, device=embeds.device)
         prefix = batch_prefix([self.prefix_state(with_lead)], rows, self.model.config)
-        out = forward_with_prefix(self.model, embeds, rest_mask, lead_cols, prefix,
-                                  logits_to_keep=1)  # fmt: skip
-        empty = rest_mask.sum(1) == 0  # only a BOS: the prefix predicts the first token
-        logits = torch.where(empty[:, None], prefix.last_logits, out.logits[:, -1])
-        mask = torch.cat([prefix.mask, rest_mask], 1)
-        position = prefix.lengths + rest_mask.sum(1)  # (B,) the next token's position
-        eos_ids = torch.tensor([eos] if isinstance(eos, int) else (eos or []), device=mask.device)
-        done = torch.zeros(B, dtype=torch.bool, device=mask.device)
-        new: list[torch.Tensor] = []
-        embedding = self.model.get_input_embeddings()
-        for _ in range(max_new_tokens):
-            token = logits.argmax(-1).masked_fill(done, self.tokenizer.pad_token_id)
-            new.append(token)
-            done |= torch.isin(token, eos_ids)
-            if bool(done.all()) or len(new) == max_new_tokens:
-                break
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
-            logits = self.model(
-                inputs_embeds=embedding(token[:, None]), attention_mask=mask,
-                position_ids=position[:, None], past_key_values=prefix.cache, use_cache=True,
-            ).logits[:, -1]  # fmt: skip
-            position = position + 1
-        return torch.stack(new, 1)
+        pad = self.tokenizer.pad_token_id
+        return greedy_with_prefix(
+            self.model, embeds, rest_mask, lead_cols, prefix, max_new_tokens, eos, pad
+        )
 
 
 def _gather_tokens(values: torch.Tensor, src: torch.Tensor, n: int, fill: int) -> torch.Tensor:

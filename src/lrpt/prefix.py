@@ -155,3 +155,41 @@ def _next_token_loss(
     from_input = (cols > 0) & (rest_mask[rows, prev] > 0)
     pred = torch.where(from_input[:, None], logits[rows, prev], last[rows].to(logits.dtype))
     return F.cross_entropy(pred.float(), labels[rows, cols])
+
+
+@torch.no_grad()
+def greedy_with_prefix(
+    model: PreTrainedModel,
+    embeds: torch.Tensor,
+    rest_mask: torch.Tensor,
+    lead_cols: torch.Tensor,
+    prefix: BatchPrefix,
+    max_new_tokens: int,
+    eos: int | list[int] | None,
+    pad_id: int,
+) -> torch.Tensor:
+    """Greedy decoding of left-padded inputs after cached prefixes, like HF's
+    ``generate(do_sample=False)``: finished rows get ``pad_id`` until every row has finished.
+    Returns the new tokens ``(B, T)``."""
+    out = forward_with_prefix(model, embeds, rest_mask, lead_cols, prefix, logits_to_keep=1)
+    empty = rest_mask.sum(1) == 0  # only a BOS: the prefix predicts the first token
+    logits = torch.where(empty[:, None], prefix.last_logits, out.logits[:, -1])
+    mask = torch.cat([prefix.mask, rest_mask], 1)
+    position = prefix.lengths + rest_mask.sum(1)  # (B,) the next token's position
+    eos_ids = torch.tensor([eos] if isinstance(eos, int) else (eos or []), device=mask.device)
+    done = torch.zeros(embeds.shape[0], dtype=torch.bool, device=mask.device)
+    embedding = model.get_input_embeddings()
+    new: list[torch.Tensor] = []
+    for _ in range(max_new_tokens):
+        token = logits.argmax(-1).masked_fill(done, pad_id)
+        new.append(token)
+        done |= torch.isin(token, eos_ids)
+        if bool(done.all()) or len(new) == max_new_tokens:
+            break
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+        logits = model(
+            inputs_embeds=embedding(token[:, None]), attention_mask=mask,
+            position_ids=position[:, None], past_key_values=prefix.cache, use_cache=True,
+        ).logits[:, -1]  # fmt: skip
+        position = position + 1
+    return torch.stack(new, 1)

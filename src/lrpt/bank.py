@@ -1,0 +1,121 @@
+"""PromptBank: many prompts on one frozen causal LM, with mixed-task batches.
+
+Each task's prompt prefix (``[BOS] + prompt``) is computed once and cached (see
+:mod:`lrpt.prefix`); a batch may mix rows of different tasks, methods and prompt lengths, and
+one forward or greedy ``generate`` serves them all with the outputs each task's rows get alone.
+Static methods only (an instance-dependent prompt has no single prefix to cache).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from lrpt.model import PromptedModel
+from lrpt.prefix import BatchPrefix, batch_prefix, forward_with_prefix, greedy_with_prefix
+
+
+class PromptBank(nn.Module):
+    """Prompted models that share one frozen causal LM, addressed by task name.
+
+    Raises:
+        ValueError: a prompt on another base model, a non-static or non-causal prompt, a task
+            name used twice, or an unknown task in a batch.
+    """
+
+    def __init__(self, prompts: dict[str, PromptedModel] | None = None) -> None:
+        super().__init__()
+        self.prompts = nn.ModuleDict()
+        for name, pm in (prompts or {}).items():
+            self.add(name, pm)
+
+    def add(self, name: str, pm: PromptedModel) -> None:
+        if name in self.prompts:
+            raise ValueError(f"task {name!r} is already in the bank")
+        if not pm.method.static or pm.family != "causal":
+            raise ValueError(
+                f"task {name!r}: mixed-task batches need a static prompt on a causal LM, "
+                f"got method {pm.method.key!r} on a {pm.family} model"
+            )
+        if self.prompts:
+            first = next(iter(self.prompts.values()))
+            if pm.model is not first.model:
+                raise ValueError(f"task {name!r} uses another base model object than the bank")
+        self.prompts[name] = pm
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.prompts)
+
+    def _prepare(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, tasks: Sequence[str]
+    ) -> tuple[tuple, BatchPrefix]:
+        if len(tasks) != input_ids.shape[0]:
+            raise ValueError(f"got {len(tasks)} task names for a batch of {input_ids.shape[0]}")
+        unknown = sorted(set(tasks) - set(self.prompts))
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}; the bank has {self.tasks}")
+        used = list(dict.fromkeys(tasks))  # the tasks in this batch, in order of appearance
+        rows = torch.tensor([used.index(t) for t in tasks], device=input_ids.device)
+        parts = []
+        for index, name in enumerate(used):
+            sel = (rows == index).nonzero(as_tuple=True)[0]
+            rest = self.prompts[name]._rest(input_ids[sel], attention_mask[sel], None)
+            if rest is None:
+                raise ValueError("rows must all start with the BOS token, or none of them")
+            parts.append((sel, rest))
+        with_lead = {rest[4] for _, rest in parts}
+        if len(with_lead) > 1:
+            raise ValueError("rows must all start with the BOS token, or none of them")
+        embeds = torch.empty(
+            (*input_ids.shape, parts[0][1][0].shape[-1]), dtype=parts[0][1][0].dtype,
+            device=input_ids.device,
+        )  # fmt: skip
+        rest_mask = torch.empty_like(attention_mask, dtype=torch.long)
+        lead_cols = torch.empty_like(attention_mask, dtype=torch.bool)
+        for sel, rest in parts:
+            embeds[sel], rest_mask[sel], lead_cols[sel] = rest[0], rest[1], rest[2]
+        lead = with_lead.pop()
+        states = [self.prompts[name].prefix_state(lead) for name in used]
+        model = self.prompts[used[0]].model
+        return (embeds, rest_mask, lead_cols), batch_prefix(states, rows, model.config)
+
+    @torch.no_grad()
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        tasks: Sequence[str],
+        *,
+        logits_to_keep: int = 0,
+    ) -> CausalLMOutputWithPast:
+        """Logits at the input positions ``(B, L, V)``; row ``b`` is prompted for ``tasks[b]``."""
+        (embeds, rest_mask, lead_cols), prefix = self._prepare(input_ids, attention_mask, tasks)
+        model = self.prompts[tasks[0]].model
+        return forward_with_prefix(
+            model, embeds, rest_mask, lead_cols, prefix, logits_to_keep=logits_to_keep
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        tasks: Sequence[str],
+        *,
+        max_new_tokens: int,
+        eos_token_id: int | list[int] | None = None,
+    ) -> torch.Tensor:
+        """Greedy generation for a left-padded mixed-task batch; returns the new tokens."""
+        if bool((attention_mask[:, -1] == 0).any()):
+            raise ValueError("generate with a causal model needs left padding (pads first)")
+        (embeds, rest_mask, lead_cols), prefix = self._prepare(input_ids, attention_mask, tasks)
+        pm = self.prompts[tasks[0]]
+        eos = eos_token_id if eos_token_id is not None else pm.model.generation_config.eos_token_id
+        return greedy_with_prefix(
+            pm.model, embeds, rest_mask, lead_cols, prefix, max_new_tokens, eos,
+            pm.tokenizer.pad_token_id,
+        )  # fmt: skip
