@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from lrpt.methods.base import InitContext, ModelDims, PromptMethod
+from lrpt.methods.dept import DePT
 from lrpt.methods.dpt import DecomposedPromptTuning
+from lrpt.methods.ept import EPT
+from lrpt.methods.idpg import IDPG
+from lrpt.methods.lopa import LoPA
 from lrpt.methods.lopt1 import LoPT1
 from lrpt.methods.lopt2 import LoPT2
 from lrpt.methods.pt import PromptTuning
@@ -21,6 +25,10 @@ METHODS: dict[str, type[PromptMethod]] = {
         LoPT2,
         ULPT,
         ResidualPromptTuning,
+        DePT,
+        EPT,
+        LoPA,
+        IDPG,
     )
 }
 

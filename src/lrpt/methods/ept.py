@@ -1,0 +1,185 @@
+"""``ept``: Efficient Prompt Tuning (Lan et al. 2024, "Efficient Prompt Tuning by Multi-Space
+Projection and Prompt Fusion", arXiv 2405.11464). No official code exists; this is *our reading*
+of the paper (see ``METHODS.md``), built on :mod:`lrpt.methods.dept`.
+
+1. Decomposition: a long prompt ``P`` (l × d, vocab init) is sampled; the trainable short prompt
+   ``P_s`` is its first ``s`` rows; ``A`` (m × r) and ``B`` (r × d) are the truncated SVD of ``P``
+   tiled cyclically to ``m`` rows: ``A = U_r √Σ_r``, ``B = √Σ_r V_rᵀ`` (so ``A B`` starts as the
+   best rank-r approximation of the tiled long prompt). The input update is ``E' = E + A B``
+   position-wise, as in ``dept`` (same positions, pads and positions ``≥ m`` get none).
+2. Prompt fusion: ``W = softmax(P_s Δᵀ / √d)`` (s × m), ``P_f = P_s + W Δ``, where ``Δ`` is the
+   (m × d) input-update matrix. The paper's "Ein(W_attn · P_s)" does not type-check; ``W Δ`` is
+   the consistent reading.
+3. Multi-space projection: ``N_e`` experts ``E_k(x) = W1_k ReLU(W2_k x + b2_k) + b1_k`` (d → h → d,
+   per row) and a gate ``G = softmax(P_s W_g)`` (``W_g`` d × N_e, per row, no bias):
+   ``P_amend = Σ_k G[:, k] ⊙ E_k(P_s)``.
+4. ``P = P_amend + P_f``; the model input is ``[P ; E']``.
+
+Parameters: ``s·d + r·(m + d) + N_e·(2·d·h + h + d) + d·N_e``.
+
+Decisions where the paper is silent:
+
+* Scaling of the input update. With ``decomposition`` on, ``Δ = A B`` unscaled (the paper's
+  Eq. 2): the SVD factors reproduce the long prompt only without a factor. With it off, ``A``
+  and ``B`` are DePT's (Kaiming-uniform / zeros) and so is the scale, ``Δ = (α/√r)·A B``.
+* Switches (each default on): ``decomposition`` off → ``P_s`` is a fresh vocab-initialised
+  prompt and ``A``, ``B``, ``Δ`` are exactly ``dept``'s (same draws from the generator);
+  ``fusion`` off → ``P_f = P_s``; ``multi_space`` off → no experts, no gate, ``P_amend = 0``.
+  With all three off the method *is* ``dept``.
+* Expert width ``h`` (``hidden``) defaults to 16. The paper's layer shapes (``linear_1 ∈ R^{m×d}``)
+  suggest h = m = 256, i.e. 1.58M extra parameters on T5-base, 20× the 76,800 the paper reports
+  (it does not count the experts); h = 16 keeps them at 101,440 (+3,072 for the gate).
+* Experts and gate are initialised like ``nn.Linear`` (weights and biases uniform in
+  ±1/√fan_in) and train with the prompt, at the main ``lr``; ``A``, ``B`` train at
+  ``lowrank_lr`` (the paper's two learning rates).
+* The SVD runs in float64 with a fixed sign convention (each left singular vector's largest
+  entry is positive), so the factors do not depend on the LAPACK build's sign choice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lrpt.init import vocab_init
+from lrpt.methods.base import InitContext, ModelDims, check_nonneg_float, check_positive
+from lrpt.methods.dept import DePT, check_positive_float
+
+
+def check_bool(name: str, value: bool) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a bool."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class EPTConfig:
+    num_tokens: int = 60  # s, the short prompt's length
+    rank: int = 30  # r
+    max_length: int = 256  # m
+    long_tokens: int = 100  # l, the long prompt the decomposition starts from
+    experts: int = 4  # N_e
+    hidden: int = 16  # h, width of each expert
+    fusion: bool = True
+    multi_space: bool = True
+    decomposition: bool = True
+    alpha: float = 8.0  # DePT's scale α/√r, used only when decomposition is off
+    lowrank_lr: float = 5e-4  # learning rate of A and B (the rest uses the main lr)
+
+    def __post_init__(self) -> None:
+        for name in ("num_tokens", "rank", "max_length", "long_tokens", "experts", "hidden"):
+            check_positive(name, getattr(self, name))
+        for name in ("fusion", "multi_space", "decomposition"):
+            check_bool(name, getattr(self, name))
+        check_nonneg_float("alpha", self.alpha)
+        check_positive_float("lowrank_lr", self.lowrank_lr)
+        if self.decomposition:
+            self._check_decomposition()
+
+    def _check_decomposition(self) -> None:
+        if self.num_tokens > self.long_tokens:
+            raise ValueError(
+                f"num_tokens must be ≤ long_tokens ({self.long_tokens}) with decomposition on: "
+                f"the short prompt is the long prompt's first rows; got {self.num_tokens}"
+            )
+        most = min(self.long_tokens, self.max_length)
+        if self.rank > most:
+            raise ValueError(
+                f"rank must be ≤ min(long_tokens, max_length) = {most} with decomposition on "
+                f"(the tiled long prompt has no more singular vectors); got {self.rank}"
+            )
+
+
+def svd_factors(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``A = U_r √Σ_r`` (rows × r) and ``B = √Σ_r V_rᵀ`` (r × cols) of ``matrix`` (float64 SVD,
+    signs fixed so each column of ``U_r`` has a positive largest-magnitude entry)."""
+    u, s, vh = torch.linalg.svd(matrix.double(), full_matrices=False)
+    u, s, vh = u[:, :rank], s[:rank], vh[:rank]  # (rows, r), (r,), (r, cols)
+    peak = u.gather(0, u.abs().argmax(0, keepdim=True))  # (1, r)
+    sign = torch.where(peak < 0, -1.0, 1.0).to(u.dtype)  # (1, r)
+    root = s.sqrt()
+    a = u * sign * root  # (rows, r)
+    b = (sign.T * root[:, None]) * vh  # (r, cols)
+    return a.float(), b.float()
+
+
+class EPT(DePT):
+    key = "ept"
+    config_class = EPTConfig
+    paper = "Lan et al. 2024"
+    formula = "P = Σ_k G_k ⊙ E_k(P_s) + P_s + softmax(P_s Δᵀ/√d) Δ; E' = E + Δ, Δ = A B"
+    param_formula = "s·d + r·(m + d) + N_e·(2·d·h + h + d) + d·N_e"
+
+    def __init__(self, config: EPTConfig, dims: ModelDims) -> None:
+        super().__init__(config, dims)  # P_s (s, d), A (m, r), B (r, d)
+        d = dims.embed_dim
+        if config.decomposition and config.rank > d:
+            raise ValueError(
+                f"rank must be ≤ the embedding size {d} with decomposition on, got {config.rank}"
+            )
+        if config.multi_space:
+            e, h = config.experts, config.hidden
+            self.expert_in = nn.Parameter(torch.empty(e, d, h))  # (N_e, d, h)  W2_k
+            self.expert_in_bias = nn.Parameter(torch.empty(e, h))  # (N_e, h)
+            self.expert_out = nn.Parameter(torch.empty(e, h, d))  # (N_e, h, d)  W1_k
+            self.expert_out_bias = nn.Parameter(torch.empty(e, d))  # (N_e, d)
+            self.gate = nn.Parameter(torch.empty(d, e))  # (d, N_e)  W_g
+
+    def init_weights(self, ctx: InitContext) -> None:
+        cfg = self.config
+        if cfg.decomposition:
+            long = vocab_init(ctx, cfg.long_tokens)  # (l, d)
+            tiled = long[torch.arange(cfg.max_length) % cfg.long_tokens]  # (m, d)
+            a, b = svd_factors(tiled, cfg.rank)
+            with torch.no_grad():
+                self.prompt_embeddings.copy_(long[: cfg.num_tokens])
+                self.lowrank_a.copy_(a)
+                self.lowrank_b.copy_(b)
+        else:
+            super().init_weights(ctx)
+        if cfg.multi_space:
+            self._init_experts(ctx.generator)
+
+    def _init_experts(self, generator: torch.Generator) -> None:
+        """``nn.Linear``'s default: weights and biases uniform in ±1/√fan_in."""
+        d, h = self.dims.embed_dim, self.config.hidden
+        with torch.no_grad():
+            for tensor, fan_in in (
+                (self.expert_in, d),
+                (self.expert_in_bias, d),
+                (self.expert_out, h),
+                (self.expert_out_bias, h),
+                (self.gate, d),
+            ):
+                bound = 1.0 / math.sqrt(fan_in)
+                tensor.uniform_(-bound, bound, generator=generator)
+
+    @property
+    def scale(self) -> float:
+        """1 with the SVD decomposition (the paper's ``E + A B``), else DePT's α/√r."""
+        return 1.0 if self.config.decomposition else super().scale
+
+    def fused(self, short: torch.Tensor) -> torch.Tensor:
+        """``P_f = P_s + softmax(P_s Δᵀ/√d) Δ``."""
+        update = self.update_matrix()  # (m, d)
+        weights = torch.softmax(short @ update.T / math.sqrt(self.dims.embed_dim), dim=-1)  # (s, m)
+        return short + weights @ update  # (s, d)
+
+    def amended(self, short: torch.Tensor) -> torch.Tensor:
+        """``P_amend = Σ_k softmax(P_s W_g)[:, k] ⊙ E_k(P_s)``."""
+        hidden = torch.einsum("sd,edh->esh", short, self.expert_in)  # (N_e, s, h)
+        hidden = torch.relu(hidden + self.expert_in_bias[:, None])  # (N_e, s, h)
+        spaces = torch.einsum("esh,ehd->esd", hidden, self.expert_out)  # (N_e, s, d)
+        spaces = spaces + self.expert_out_bias[:, None]  # (N_e, s, d)
+        gates = torch.softmax(short @ self.gate, dim=-1)  # (s, N_e)
+        return torch.einsum("se,esd->sd", gates, spaces)  # (s, d)
+
+    def materialise(self) -> torch.Tensor:
+        short = self.prompt_embeddings  # (s, d)
+        prompt = self.fused(short) if self.config.fusion else short  # (s, d)
+        if self.config.multi_space:
+            prompt = prompt + self.amended(short)
+        return prompt  # (s, d)

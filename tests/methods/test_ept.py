@@ -1,0 +1,224 @@
+"""ept: parameter counts, the SVD decomposition, fusion and multi-space by hand, the ablation
+switches (all off = dept), two learning rates."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import tiny
+from torch.nn import functional as F
+
+import lrpt
+from lrpt.init import vocab_init
+from lrpt.methods import InitContext
+from lrpt.methods.dept import DePT
+from lrpt.methods.ept import EPT, EPTConfig, svd_factors
+from lrpt.params import describe
+
+OFF = {"fusion": False, "multi_space": False, "decomposition": False}
+
+
+def _formula(d: int, s: int, r: int, m: int, e: int, h: int) -> int:
+    return s * d + r * (m + d) + e * (2 * d * h + h + d) + d * e
+
+
+def test_t5_base_counts() -> None:
+    """T5-base (d=768), s=60, r=30, m=256, N_e=4: 181,312 at h=16 (our default); the paper's
+    layer shapes (h = m = 256) give 1,656,832. The prompt + low-rank part keeps the paper's
+    budget l·d = 76,800 (l=100)."""
+    got = describe("ept", 768)
+    assert got["trainable_params"] == 181_312 == _formula(768, 60, 30, 256, 4, 16)
+    literal = describe("ept", 768, hidden=256)["trainable_params"]
+    assert literal == 1_656_832 == _formula(768, 60, 30, 256, 4, 256)
+    for s, r in [(60, 30), (40, 45)]:
+        budget = describe("ept", 768, num_tokens=s, rank=r, multi_space=False)
+        assert budget["trainable_params"] == 100 * 768 == 76_800
+
+
+@pytest.mark.parametrize(
+    ("d", "s", "r", "m", "e", "h"),
+    [(64, 5, 3, 17, 2, 4), (512, 10, 1, 40, 1, 1), (96, 8, 7, 9, 6, 3)],
+)
+def test_count_formula(d: int, s: int, r: int, m: int, e: int, h: int) -> None:
+    got = describe("ept", d, num_tokens=s, rank=r, max_length=m, experts=e, hidden=h,
+                   long_tokens=max(s, r))  # fmt: skip
+    assert got["trainable_params"] == _formula(d, s, r, m, e, h)
+    assert got["trainable_params"] == sum(math.prod(shape) for shape in got["tensors"].values())
+    assert got["tensors"] == {
+        "prompt_embeddings": [s, d], "lowrank_a": [m, r], "lowrank_b": [r, d],
+        "expert_in": [e, d, h], "expert_in_bias": [e, h], "expert_out": [e, h, d],
+        "expert_out_bias": [e, d], "gate": [d, e],
+    }  # fmt: skip
+
+
+def test_switches_change_counts_exactly() -> None:
+    d, full = 768, describe("ept", 768)["trainable_params"]
+    experts = 4 * (2 * d * 16 + 16 + d) + d * 4
+    assert describe("ept", d, multi_space=False)["trainable_params"] == full - experts
+    assert describe("ept", d, fusion=False)["trainable_params"] == full
+    assert describe("ept", d, decomposition=False)["trainable_params"] == full
+    off = describe("ept", d, **OFF)
+    dept = describe("dept", d)
+    assert off["trainable_params"] == dept["trainable_params"] == full - experts
+    assert off["tensors"] == dept["tensors"]
+
+
+def _built(key: str = "ept", seed: int = 0, **options) -> DePT:
+    loaded = tiny("causal")
+    return lrpt.build_method(key, loaded.model, loaded.tokenizer, seed=seed, **options)
+
+
+def _long_prompt(seed: int, length: int) -> torch.Tensor:
+    loaded = tiny("causal")
+    ctx = InitContext(loaded.model.get_input_embeddings(), torch.Generator().manual_seed(seed),
+                      loaded.tokenizer)  # fmt: skip
+    return vocab_init(ctx, length)
+
+
+def test_decomposition_init() -> None:
+    """P_s = the long prompt's first s rows; A B = the best rank-r approximation of the long
+    prompt tiled to m rows, with A = U√Σ, B = √ΣVᵀ (so AᵀA = BBᵀ = Σ)."""
+    method = _built(seed=7, num_tokens=6, long_tokens=10, rank=4, max_length=23)
+    long = _long_prompt(7, 10)
+    assert torch.equal(method.prompt_embeddings.detach(), long[:6])
+    tiled = long[torch.arange(23) % 10].double()
+    u, s, vh = torch.linalg.svd(tiled, full_matrices=False)
+    best = (u[:, :4] * s[:4]) @ vh[:4]
+    a, b = method.lowrank_a.detach().double(), method.lowrank_b.detach().double()
+    torch.testing.assert_close(a @ b, best, rtol=0, atol=1e-5)
+    torch.testing.assert_close(a.T @ a, torch.diag(s[:4]), rtol=0, atol=1e-5)
+    torch.testing.assert_close(b @ b.T, torch.diag(s[:4]), rtol=0, atol=1e-5)
+    peaks = a.gather(0, a.abs().argmax(0, keepdim=True))
+    assert (peaks > 0).all()  # the sign convention
+    torch.testing.assert_close(method.update_matrix().detach().double(), a @ b)  # scale 1
+
+
+def test_svd_factors_fix_signs() -> None:
+    m = torch.randn(12, 9, generator=torch.Generator().manual_seed(0))
+    a1, b1 = svd_factors(m, 3)
+    a2, b2 = svd_factors(-m, 3)  # same singular vectors up to sign
+    assert (a1.gather(0, a1.abs().argmax(0, keepdim=True)) > 0).all()
+    torch.testing.assert_close(a2, a1, rtol=0, atol=1e-6)  # the sign went to B
+    torch.testing.assert_close(b2, -b1, rtol=0, atol=1e-6)
+
+
+def test_expert_init_like_linear() -> None:
+    method = _built(hidden=8)
+    assert isinstance(method, EPT)
+    for tensor, fan_in in [(method.expert_in, 64), (method.expert_in_bias, 64),
+                           (method.expert_out, 8), (method.expert_out_bias, 8),
+                           (method.gate, 64)]:  # fmt: skip
+        bound = 1 / math.sqrt(fan_in)
+        assert 0.8 * bound < tensor.detach().abs().max() <= bound
+
+
+def test_prompt_by_hand() -> None:
+    """P = Σ_k softmax(P_s W_g)_k ⊙ (W1_k ReLU(W2_k P_s + b2_k) + b1_k) + P_s
+    + softmax(P_s Δᵀ/√d) Δ, and each module off removes exactly its term."""
+    method = _built(num_tokens=5, rank=3, max_length=11, long_tokens=7, experts=3, hidden=6)
+    p_s = method.prompt_embeddings.detach()
+    delta = method.lowrank_a.detach() @ method.lowrank_b.detach()
+    fused = p_s + torch.softmax(p_s @ delta.T / 8.0, dim=-1) @ delta  # √64 = 8
+    gates = torch.softmax(p_s @ method.gate.detach(), dim=-1)
+    amend = torch.zeros_like(p_s)
+    for k in range(3):
+        hidden = F.relu(p_s @ method.expert_in[k].detach() + method.expert_in_bias[k].detach())
+        space = hidden @ method.expert_out[k].detach() + method.expert_out_bias[k].detach()
+        amend += gates[:, k : k + 1] * space
+    got = method.materialise().detach()
+    torch.testing.assert_close(got, fused + amend, rtol=1e-5, atol=1e-5)
+    assert method.prompt(2).shape == (1, 5, 64)
+
+    no_fusion = _built(fusion=False, num_tokens=5, rank=3, max_length=11, long_tokens=7,
+                       experts=3, hidden=6).materialise().detach()  # fmt: skip
+    torch.testing.assert_close(no_fusion, p_s + amend, rtol=1e-5, atol=1e-5)
+    no_spaces = _built(multi_space=False, num_tokens=5, rank=3, max_length=11, long_tokens=7)
+    torch.testing.assert_close(no_spaces.materialise().detach(), fused, rtol=1e-5, atol=1e-5)
+
+
+def test_all_off_is_dept() -> None:
+    """Same seed ⇒ the same tensors as dept (same draws), and the same prompt and update."""
+    ept, dept = _built("ept", seed=5, **OFF), _built("dept", seed=5)
+    assert ept.state_dict().keys() == dept.state_dict().keys()
+    assert all(torch.equal(v, dept.state_dict()[k]) for k, v in ept.state_dict().items())
+    assert ept.scale == dept.scale == 8.0 / math.sqrt(30)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # equal, non-trivial tensors in both
+        for tensor in dept.state_dict().values():
+            tensor.copy_(torch.randn(tensor.shape, generator=g))
+        ept.load_state_dict(dept.state_dict())
+    positions = torch.tensor([[-1, 0, 1, 2, 300], [255, 256, 7, 3, -1]])
+    assert torch.equal(ept.input_update(positions), dept.input_update(positions))
+    assert torch.equal(ept.materialise(), dept.materialise())
+    assert torch.equal(ept.prompt(2), dept.prompt(2))
+    groups = [[id(p) for p in group["params"]] for group in ept.param_groups(0.3)]
+    assert groups == [[id(ept.prompt_embeddings)], [id(ept.lowrank_a), id(ept.lowrank_b)]]
+
+
+def test_decomposition_off_inits_like_dept() -> None:
+    """decomposition off: P_s, A, B are dept's (same seed), the update is scaled by α/√r."""
+    ept, dept = _built("ept", seed=2, decomposition=False), _built("dept", seed=2)
+    for name in ("prompt_embeddings", "lowrank_a", "lowrank_b"):
+        assert torch.equal(getattr(ept, name), getattr(dept, name))
+    with torch.no_grad():
+        ept.lowrank_b.normal_(generator=torch.Generator().manual_seed(0))
+    expected = (8.0 / math.sqrt(30)) * (ept.lowrank_a @ ept.lowrank_b)
+    assert torch.equal(ept.update_matrix(), expected)
+
+
+def test_same_seed_same_tensors_bit_for_bit() -> None:
+    torch.manual_seed(1)
+    first = _built(seed=3).state_dict()
+    torch.manual_seed(2)
+    second = _built(seed=3).state_dict()
+    other = _built(seed=4).state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert all(not torch.equal(first[k], other[k]) for k in first)
+
+
+def test_param_groups() -> None:
+    method = _built(lowrank_lr=1e-4)
+    groups = method.param_groups(0.4)
+    assert [(g["name"], g["lr"]) for g in groups] == [("prompt", 0.4), ("lowrank", 1e-4)]
+    assert [id(p) for p in groups[1]["params"]] == [id(method.lowrank_a), id(method.lowrank_b)]
+    prompt_side = {"prompt_embeddings", "expert_in", "expert_in_bias", "expert_out",
+                   "expert_out_bias", "gate"}  # fmt: skip
+    named = dict(method.named_parameters())
+    assert {id(p) for p in groups[0]["params"]} == {id(named[n]) for n in prompt_side}
+    assert sum(len(g["params"]) for g in groups) == len(named)
+
+
+def test_every_tensor_gets_a_gradient() -> None:
+    method = _built(num_tokens=4, rank=2, max_length=8, long_tokens=6, hidden=5)
+    positions = torch.tensor([[0, 1, 2, 3, -1]])
+    loss = method.materialise().square().sum() + method.input_update(positions).square().sum()
+    loss.backward()
+    for name, param in method.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"experts": 0}, "experts must be an integer ≥ 1, got 0"),
+     ({"hidden": -2}, "hidden must be an integer ≥ 1, got -2"),
+     ({"long_tokens": 0}, "long_tokens must be an integer ≥ 1, got 0"),
+     ({"fusion": "yes"}, "fusion must be true or false, got 'yes'"),
+     ({"multi_space": 1}, "multi_space must be true or false, got 1"),
+     ({"alpha": -0.5}, "alpha must be a number ≥ 0, got -0.5"),
+     ({"lowrank_lr": 0}, "lowrank_lr must be a number > 0, got 0"),
+     ({"num_tokens": 120}, r"num_tokens must be ≤ long_tokens \(100\) .*got 120"),
+     ({"rank": 101}, r"rank must be ≤ min\(long_tokens, max_length\) = 100 .*got 101"),
+     ({"rank": 50, "max_length": 40}, r"= 40 .*got 50")],
+)  # fmt: skip
+def test_validation_names_field_and_value(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        EPTConfig(**options)
+
+
+def test_checks_that_only_matter_with_decomposition() -> None:
+    EPTConfig(num_tokens=120, rank=101, decomposition=False)  # no long prompt, no SVD: fine
+    with pytest.raises(ValueError, match=r"rank must be ≤ the embedding size 16 .*got 20"):
+        describe("ept", 16, rank=20)
+    assert describe("ept", 16, rank=20, decomposition=False)["trainable_params"] > 0
