@@ -10,6 +10,10 @@ from collections.abc import Sequence
 # sub-command name → module in lrpt.app exposing add_arguments(parser) and run(args) -> int
 COMMANDS: dict[str, tuple[str, str]] = {
     "params": ("lrpt.app.cmd_params", "count a method's trainable parameters"),
+    "train": ("lrpt.app.cmd_train", "train a prompt on a task and save it with its results"),
+    "eval": ("lrpt.app.cmd_eval", "evaluate a trained prompt on a task split"),
+    "predict": ("lrpt.app.cmd_predict", "predict labels (or generate) for texts with a prompt"),
+    "data": ("lrpt.app.cmd_data", "list the built-in tasks, or show one"),
 }
 
 EXIT_BAD_INPUT = 2

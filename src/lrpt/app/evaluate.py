@@ -1,0 +1,124 @@
+"""Batched, forward-only evaluation of a prompted model, or of the plain frozen model (zero-shot).
+
+Evaluation runs under ``torch.inference_mode()`` in eval mode, on batches of examples sorted by
+length (less padding; the predictions are returned in the original order). A capped evaluation
+set is a seeded sample (seed 0, independent of the training seed), so every run of a task is
+compared on the same examples.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from lrpt.app.data import Example
+from lrpt.app.tasks import Objective
+
+SUBSET_SEED = 0
+
+
+class Unprompted(nn.Module):
+    """The frozen model called like a :class:`~lrpt.PromptedModel`, without a prompt.
+
+    Runs the same templated inputs as the prompted model, for the zero-shot baseline. Causal
+    position ids are computed from the attention mask, so left padding is handled as in
+    ``PromptedModel``; ``generate`` returns only the new tokens.
+    """
+
+    def __init__(self, model: nn.Module, family: str) -> None:
+        super().__init__()
+        if family == "encoder":
+            raise ValueError("an encoder classifier has no zero-shot baseline (its head is new)")
+        self.model = model
+        self.family = family
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        *,
+        texts: Sequence[str] | None = None,
+        logits_to_keep: int = 0,
+        **kwargs: Any,
+    ) -> Any:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if self.family == "causal":
+            kwargs["position_ids"] = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
+            if logits_to_keep:
+                kwargs["logits_to_keep"] = logits_to_keep
+        return self.model(
+            input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs
+        )
+
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        texts: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        return out[:, input_ids.shape[1] :] if self.family == "causal" else out
+
+
+def subset(examples: Sequence[Example], limit: int | None) -> list[Example]:
+    """At most ``limit`` examples: a seeded sample in the original order (all if ``None``)."""
+    if limit is None or limit >= len(examples):
+        return list(examples)
+    if limit < 1:
+        raise ValueError(f"an evaluation limit must be ≥ 1, got {limit}")
+    keep = sorted(random.Random(SUBSET_SEED).sample(range(len(examples)), limit))
+    return [examples[i] for i in keep]
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    objective: Objective,
+    examples: Sequence[Example],
+    *,
+    batch_size: int = 64,
+    desc: str | None = None,
+) -> list[Any]:
+    """The objective's prediction for each example (label index, value or −1), in order."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be ≥ 1, got {batch_size}")
+    model.eval()  # the trainer puts the method back in training mode after evaluating
+    order = sorted(range(len(examples)), key=lambda i: -len(_length_key(examples[i])))
+    preds: list[Any] = [None] * len(examples)
+    starts = range(0, len(order), batch_size)
+    bar = tqdm(starts, desc=desc, leave=False, disable=desc is None, unit="batch")
+    for start in bar:
+        index = order[start : start + batch_size]
+        batch = objective.collate([examples[i] for i in index], golds=False)
+        for i, pred in zip(index, objective.predict(model, batch), strict=True):
+            preds[i] = pred
+    return preds
+
+
+def _length_key(example: Example) -> str:
+    return example.text + (example.text_pair or "")
+
+
+def evaluate(
+    model: nn.Module,
+    objective: Objective,
+    examples: Sequence[Example],
+    *,
+    batch_size: int = 64,
+    desc: str | None = None,
+) -> dict[str, float]:
+    """Every metric of the task on ``examples`` (see :meth:`TaskSpec.metrics`)."""
+    if not examples:
+        raise ValueError("cannot evaluate on zero examples")
+    preds = predict(model, objective, examples, batch_size=batch_size, desc=desc)
+    golds = [objective.spec.gold(ex) for ex in examples]
+    return objective.spec.metrics(preds, golds)

@@ -1,0 +1,487 @@
+"""The training loop: AdamW on the method's parameter groups, checkpoints, resume, results.
+
+One loop, top to bottom (:func:`train`):
+
+1. AdamW over ``pm.param_groups(lr)`` (the method's groups, e.g. two learning rates, plus the
+   encoder classifier's head), linear warmup over ``warmup`` × steps, then linear decay to 0.
+2. Each optimizer step accumulates ``grad_accum`` micro-batches of ``batch_size`` examples (an
+   effective batch of ``batch_size × grad_accum``), clips the gradient norm, steps.
+3. Every ``eval_every`` steps (and at the last step) the validation metric is measured; the best
+   trainable tensors so far are kept; ``patience`` evaluations without improvement stop early.
+4. Every ``checkpoint_every`` steps the whole run state is written atomically (temp file, fsync,
+   ``os.replace``) to ``OUT/checkpoint.pt``: trainable tensors, optimizer, scheduler, the torch /
+   python / numpy RNG states, the data position, the best-so-far and the step. A run killed at
+   any point resumes from its last checkpoint and ends bit-identical to an uninterrupted one.
+5. The best checkpoint is restored and evaluated on the test set, the frozen model without prompt
+   on the same test inputs (zero-shot), the prompt is saved to ``OUT/prompt/`` and the results to
+   ``OUT/results.json``.
+
+The data order is a function of (seed, position): epoch ``e`` is the permutation drawn by
+``numpy.random.default_rng([seed, e])``, so a resumed run needs only the position. The frozen
+model (and the input encoder) stay in eval mode (no dropout); only the method's modules train.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+from tqdm import tqdm
+
+from lrpt.app.data import Example, TaskData
+from lrpt.app.evaluate import Unprompted, evaluate, subset
+from lrpt.app.tasks import Objective
+from lrpt.model import PromptedModel
+
+CHECKPOINT = "checkpoint.pt"
+RESULTS = "results.json"
+PROMPT_DIR = "prompt"
+CHECKPOINT_VERSION = 1
+
+# Per-method training defaults for the CLI, tuned on smollm2-135m + mr (see docs/training.md).
+# Every method also gets COMMON_DEFAULTS; a method missing here gets FALLBACK_DEFAULTS.
+COMMON_DEFAULTS: dict[str, float] = {"weight_decay": 1e-5, "warmup": 0.1, "head_lr": 1e-3}
+FALLBACK_DEFAULTS: dict[str, float] = {"lr": 1e-2}
+METHOD_DEFAULTS: dict[str, dict[str, float]] = {
+    "pt": {"lr": 3e-2},
+    "dpt": {"lr": 3e-2},
+    "lopt1": {"lr": 3e-2},
+    "lopt2": {"lr": 1e-2},
+    "ulpt": {"lr": 1e-1},
+    "residual": {"lr": 1e-2},
+    "dept": {"lr": 3e-2},
+    "ept": {"lr": 3e-2},
+    "lopa": {"lr": 1e-3},
+    "idpg": {"lr": 1e-3},
+}
+
+
+def method_defaults(method: str) -> dict[str, float]:
+    """Training defaults (lr, weight_decay, warmup, head_lr) for ``method``."""
+    return COMMON_DEFAULTS | METHOD_DEFAULTS.get(method, FALLBACK_DEFAULTS)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters; ``None`` limits mean "all examples", ``patience`` None = off."""
+
+    steps: int = 100
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 3e-2
+    head_lr: float | None = None  # encoder classifiers' head; None: lr
+    weight_decay: float = 1e-5
+    warmup: float = 0.1  # fraction of the steps
+    max_grad_norm: float = 1.0
+    eval_every: int = 25
+    eval_batch_size: int = 64
+    max_eval_examples: int | None = 200
+    max_test_examples: int | None = 1000
+    patience: int | None = None
+    checkpoint_every: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_batch_size"):
+            _check_int(name, getattr(self, name))
+        _check_int("checkpoint_every", self.checkpoint_every)
+        for name in ("max_eval_examples", "max_test_examples", "patience"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name))
+        for name in ("lr", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.head_lr is not None and not self.head_lr > 0:
+            raise ValueError(f"head_lr must be > 0, got {self.head_lr}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be ≥ 0, got {self.weight_decay}")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+
+
+def _check_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}")
+
+
+@dataclass
+class Run:
+    """Everything a training run uses.
+
+    ``model``: ``name`` (the key or local path it was loaded from), ``family`` and ``encoder``
+    (the input encoder's key, or None). ``init_seed``: the seed the method was built with
+    (default: the training seed).
+    """
+
+    pm: PromptedModel
+    objective: Objective
+    task: TaskData
+    cfg: TrainConfig
+    out: Path
+    model: dict[str, Any]
+    init_seed: int | None = None
+
+
+@dataclass
+class RunState:
+    """What changes while training; saved in every checkpoint."""
+
+    step: int = 0
+    position: int = 0  # training examples consumed (the data order is a function of it)
+    losses: list[float] = field(default_factory=list)  # training loss per step
+    history: list[dict[str, Any]] = field(default_factory=list)  # validation evaluations
+    best: dict[str, Any] | None = None  # {"metric", "value", "step"}
+    best_tensors: dict[str, torch.Tensor] | None = None
+    bad_evals: int = 0  # evaluations since the best one
+    stopped_early: bool = False
+    train_seconds: float = 0.0  # optimizer steps only
+    validation_seconds: float = 0.0
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def lr_lambda(cfg: TrainConfig) -> Any:
+    """Linear warmup over ``warmup·steps`` steps, then linear decay to 0 at ``steps``."""
+    warmup = int(cfg.warmup * cfg.steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (cfg.steps - step) / max(1, cfg.steps - warmup))
+
+    return factor
+
+
+def batch_indices(n: int, seed: int, position: int, size: int) -> list[int]:
+    """Indices of the ``size`` training examples from ``position`` on, in the seeded order."""
+    out: list[int] = []
+    while len(out) < size:
+        epoch, offset = divmod(position, n)
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        take = min(size - len(out), n - offset)
+        out.extend(int(i) for i in perm[offset : offset + take])
+        position += take
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, python ``random`` and numpy's global generator."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def rng_states() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(gauss)],
+    }
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+def train_mode(pm: PromptedModel) -> None:
+    """The method's modules in training mode; the frozen model and encoder in eval mode."""
+    pm.train()
+    pm.model.eval()
+    if pm.encoder is not None:
+        pm.encoder.eval()
+
+
+def write_atomic(path: Path, write: Any) -> None:
+    """Call ``write(tmp_path)``, fsync, and rename onto ``path`` (never a half-written file)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_json(path: Path, data: Any) -> None:
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
+
+    write_atomic(path, write)
+
+
+def run_identity(run: Run) -> dict[str, Any]:
+    """What must match for ``--resume`` to continue a run (JSON-able)."""
+    cfg = dataclasses.asdict(run.cfg)
+    for free in ("checkpoint_every", "eval_batch_size"):  # may change between attempts
+        cfg.pop(free)
+    return {
+        "method": run.pm.method.key,
+        "config": dataclasses.asdict(run.pm.method.config),
+        "model": run.model,
+        "task": run.objective.spec.to_dict() | {"sizes": run.task.sizes()},
+        "training": cfg,
+    }
+
+
+def prepare_out(out: Path, resume: bool) -> bool:
+    """Create ``out``; → whether a checkpoint to resume from exists.
+
+    Raises:
+        FileExistsError: ``out`` exists, is not empty and ``resume`` is False.
+    """
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {str(out)!r} exists and is not a directory")
+    if not resume and out.exists() and any(out.iterdir()):
+        raise FileExistsError(
+            f"output directory {str(out)!r} already exists: pass --resume to continue its run, "
+            "or choose a new --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return resume and (out / CHECKPOINT).is_file()
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+
+def save_checkpoint(run: Run, optimizer: Any, scheduler: Any, state: RunState) -> None:
+    """Write the whole run state atomically to ``OUT/checkpoint.pt``."""
+    data = {
+        "version": CHECKPOINT_VERSION,
+        "identity": json.dumps(run_identity(run), sort_keys=True),
+        "trainable": run.pm.trainable_state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_states(),
+        "state": dataclasses.asdict(state) | {"best_tensors": state.best_tensors},
+    }
+    write_atomic(run.out / CHECKPOINT, lambda tmp: torch.save(data, tmp))
+
+
+def load_checkpoint(run: Run, optimizer: Any, scheduler: Any) -> RunState:
+    """Restore a run from ``OUT/checkpoint.pt``; the run's settings must be the saved ones."""
+    path = run.out / CHECKPOINT
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if data.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: checkpoint format {data.get('version')}, expected 1")
+    saved, current = json.loads(data["identity"]), run_identity(run)
+    if saved != current:
+        differ = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
+        raise ValueError(
+            f"cannot resume {str(run.out)!r}: the run's {', '.join(differ)} differ from the "
+            f"checkpoint's (saved {', '.join(f'{k}={saved.get(k)}' for k in differ)})"
+        )
+    run.pm.load_trainable_state_dict(data["trainable"])
+    optimizer.load_state_dict(data["optimizer"])
+    scheduler.load_state_dict(data["scheduler"])
+    set_rng_states(data["rng"])
+    return RunState(**data["state"])
+
+
+# --- the loop ------------------------------------------------------------------------------
+
+
+def train(run: Run, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train ``run`` (resuming from its checkpoint if asked and present); → the results dict."""
+    cfg, pm = run.cfg, run.pm
+    if not run.task.train:
+        raise ValueError(f"task {run.task.name!r} has no training examples")
+    has_checkpoint = prepare_out(run.out, resume)
+    optimizer = torch.optim.AdamW(
+        pm.param_groups(cfg.lr, cfg.head_lr), weight_decay=cfg.weight_decay
+    )
+    scheduler = LambdaLR(optimizer, lr_lambda(cfg))
+    if has_checkpoint:
+        state = load_checkpoint(run, optimizer, scheduler)
+    else:
+        state = RunState()
+        seed_everything(cfg.seed)
+    validation = subset(run.task.validation, cfg.max_eval_examples)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    examples_per_step = cfg.batch_size * cfg.grad_accum
+    train_mode(pm)
+    bar = tqdm(
+        total=cfg.steps,
+        initial=state.step,
+        desc="train",
+        unit="step",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+    while state.step < cfg.steps and not state.stopped_early:
+        t0 = time.perf_counter()
+        loss = train_step(run, state, params, optimizer, scheduler)
+        state.train_seconds += time.perf_counter() - t0
+        state.step += 1
+        state.losses.append(loss)
+        bar.update()
+        speed = examples_per_step * len(state.losses) / max(state.train_seconds, 1e-9)
+        bar.set_postfix(loss=f"{loss:.4f}", ex_s=f"{speed:.1f}")
+        if validation and (state.step % cfg.eval_every == 0 or state.step == cfg.steps):
+            validate(run, state, validation, bar if progress else None)
+        last = state.step == cfg.steps or state.stopped_early
+        if state.step % cfg.checkpoint_every == 0 or last:
+            save_checkpoint(run, optimizer, scheduler, state)
+    bar.close()
+    return finish(run, state, len(validation), progress)
+
+
+def train_step(
+    run: Run,
+    state: RunState,
+    params: Sequence[torch.nn.Parameter],
+    optimizer: Any,
+    scheduler: Any,
+) -> float:
+    """One optimizer step over ``grad_accum`` micro-batches; → the step's mean loss."""
+    cfg, train = run.cfg, run.task.train
+    total = 0.0
+    for _ in range(cfg.grad_accum):
+        index = batch_indices(len(train), cfg.seed, state.position, cfg.batch_size)
+        state.position += cfg.batch_size
+        batch = run.objective.collate([train[i] for i in index])
+        loss = run.objective.loss(run.pm, batch) / cfg.grad_accum
+        loss.backward()
+        total += loss.item()
+    if not math.isfinite(total):
+        raise ValueError(f"the training loss is {total} at step {state.step + 1}: lower --lr")
+    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total
+
+
+def validate(run: Run, state: RunState, examples: Sequence[Example], bar: Any) -> None:
+    """Evaluate on validation; keep the best tensors; count evaluations without improvement."""
+    t0 = time.perf_counter()
+    metrics = evaluate(run.pm, run.objective, examples, batch_size=run.cfg.eval_batch_size)
+    state.validation_seconds += time.perf_counter() - t0
+    train_mode(run.pm)
+    metric = run.objective.spec.metric
+    value = metrics[metric]
+    state.history.append({"step": state.step} | metrics)
+    if state.best is None or value > state.best["value"]:
+        state.best = {"metric": metric, "value": value, "step": state.step}
+        state.best_tensors = {k: v.clone() for k, v in run.pm.trainable_state_dict().items()}
+        state.bad_evals = 0
+    else:
+        state.bad_evals += 1
+        state.stopped_early = run.cfg.patience is not None and state.bad_evals >= run.cfg.patience
+    if bar is not None:
+        best = state.best
+        bar.write(
+            f"step {state.step}: validation {metric} {value:.4f} "
+            f"(best {best['value']:.4f} at step {best['step']})",
+            file=sys.stderr,
+        )
+
+
+def finish(run: Run, state: RunState, n_validation: int, progress: bool) -> dict[str, Any]:
+    """Restore the best tensors, test, zero-shot, save the prompt and ``results.json``."""
+    cfg, pm = run.cfg, run.pm
+    if state.best_tensors is not None:
+        pm.load_trainable_state_dict(state.best_tensors)
+    test = subset(run.task.test, cfg.max_test_examples)
+    timing: dict[str, float] = {}
+    test_metrics = None
+    if test:
+        t0 = time.perf_counter()
+        desc = "test" if progress else None
+        test_metrics = evaluate(pm, run.objective, test, batch_size=cfg.eval_batch_size, desc=desc)
+        timing["test_seconds"] = time.perf_counter() - t0
+    zero_shot, reason = zero_shot_test(run, test, progress, timing)
+    results = {
+        "method": pm.method.key,
+        "config": dataclasses.asdict(pm.method.config),
+        "model": run.model,
+        "task": run.objective.spec.to_dict()
+        | {"sizes": run.task.sizes(), "validation_used": n_validation, "test_used": len(test)},
+        "seed": cfg.seed,
+        "trainable_params": pm.num_trainable() | {"total": sum(pm.num_trainable().values())},
+        "steps": state.step,
+        "stopped_early": state.stopped_early,
+        "train_seconds": round(state.train_seconds, 3),
+        "seconds_per_step": round(state.train_seconds / max(state.step, 1), 4),
+        "best_validation": state.best,
+        "test": test_metrics,
+        "zero_shot_test": zero_shot,
+        "training": dataclasses.asdict(cfg),
+        "validation_history": state.history,
+        "train_loss": state.losses,
+        "timing": {"validation_seconds": round(state.validation_seconds, 3)}
+        | {k: round(v, 3) for k, v in timing.items()},
+    }
+    if reason is not None:
+        results["zero_shot_reason"] = reason
+    save_artifact(run, state, test_metrics)
+    write_json(run.out / RESULTS, results)
+    return results
+
+
+def zero_shot_test(
+    run: Run, test: Sequence[Example], progress: bool, timing: dict[str, float]
+) -> tuple[dict[str, float] | None, str | None]:
+    """The frozen model with the same template and no prompt on ``test``; or None and why."""
+    if run.pm.family == "encoder":
+        return (
+            None,
+            "an encoder classifier's head is newly initialised: there is no zero-shot model",
+        )
+    if not test:
+        return None, "the task has no test examples"
+    t0 = time.perf_counter()
+    plain = Unprompted(run.pm.model, run.pm.family)
+    desc = "zero-shot test" if progress else None
+    metrics = evaluate(plain, run.objective, test, batch_size=run.cfg.eval_batch_size, desc=desc)
+    timing["zero_shot_seconds"] = time.perf_counter() - t0
+    return metrics, None
+
+
+def save_artifact(run: Run, state: RunState, test_metrics: dict[str, float] | None) -> None:
+    """The trained prompt (best tensors) as an artifact in ``OUT/prompt/``."""
+    from lrpt.artifact import save_prompt
+
+    training = {
+        "task": run.objective.spec.to_dict(),
+        "seed": run.cfg.seed,
+        "steps": state.step,
+        "best_validation": state.best,
+        "test": test_metrics,
+    }
+    save_prompt(
+        run.pm,
+        run.out / PROMPT_DIR,
+        model_name=run.model["name"],
+        training=training,
+        overwrite=True,
+        init_seed=run.init_seed if run.init_seed is not None else run.cfg.seed,
+        encoder_name=run.model.get("encoder"),
+    )
