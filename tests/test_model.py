@@ -220,3 +220,17 @@ def test_pt_inits(init: str) -> None:
         assert all(hits)
     else:
         assert prompt.std().item() == pytest.approx(table.std().item(), rel=0.3)
+
+
+def test_input_encoder_never_sees_target_tokens() -> None:
+    loaded = tiny("causal")
+    pm = lrpt.prompt_model("idpg", loaded.model, loaded.tokenizer, encoder=tiny_encoder())
+    tok = loaded.tokenizer
+    text, target = "a quiet film", " great"
+    ids = tok(text)["input_ids"] + tok(target, add_special_tokens=False)["input_ids"]
+    n_target = len(ids) - len(tok(text)["input_ids"])
+    input_ids = torch.tensor([ids])
+    labels = torch.tensor([[IGNORE] * (len(ids) - n_target) + ids[-n_target:]])
+    got = pm.condition(input_ids, None, labels)
+    torch.testing.assert_close(got, pm.encoder([text]), rtol=0, atol=0)
+    assert not torch.equal(got, pm.encoder([text + target]))

@@ -202,23 +202,38 @@ class PromptedModel(nn.Module):
 
     # ----------------------------------------------------------------- insertion
     def condition(
-        self, input_ids: torch.Tensor, texts: Sequence[str] | None
+        self,
+        input_ids: torch.Tensor,
+        texts: Sequence[str] | None,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
-        """The ``(B, k)`` input-encoder output an instance-dependent method needs, else None."""
+        """The ``(B, k)`` input-encoder output an instance-dependent method needs, else None.
+
+        Without ``texts`` the input is decoded from ``input_ids``, leaving out target tokens
+        (causal ``labels`` ≠ −100), which the encoder must not see.
+        """
         if self.method.static:
             return None
         assert self.encoder is not None  # checked in __init__
         if texts is None:
-            texts = self.tokenizer.batch_decode(input_ids, skip_special_tokens=True)
+            keep = labels == IGNORE if labels is not None and self.family == "causal" else None
+            texts = [
+                self.tokenizer.decode(row if keep is None else row[keep[i]],
+                                      skip_special_tokens=True)
+                for i, row in enumerate(input_ids)
+            ]  # fmt: skip
         if len(texts) != input_ids.shape[0]:
             raise ValueError(f"got {len(texts)} texts for a batch of {input_ids.shape[0]} rows")
         return self.encoder(texts)
 
     def prompt_rows(
-        self, input_ids: torch.Tensor, texts: Sequence[str] | None = None
+        self,
+        input_ids: torch.Tensor,
+        texts: Sequence[str] | None = None,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The prompt for this batch: ``(1, n, d)`` (static) or ``(B, n, d)``."""
-        return self.method.prompt(input_ids.shape[0], self.condition(input_ids, texts))
+        return self.method.prompt(input_ids.shape[0], self.condition(input_ids, texts, labels))
 
     def insert(
         self,
@@ -238,7 +253,7 @@ class PromptedModel(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if prompt is None:
-            prompt = self.prompt_rows(input_ids, texts)
+            prompt = self.prompt_rows(input_ids, texts, labels)
         B, L = input_ids.shape
         n = prompt.shape[1]
         start, lead = self._layout(input_ids, attention_mask)
@@ -488,8 +503,9 @@ def prompt_model(
     *,
     encoder: InputEncoder | None = None,
     seed: int = 0,
+    share_prefix: bool = True,
     **options: Any,
 ) -> PromptedModel:
     """Attach a new method ``key`` (config from ``options``) to a frozen ``model``."""
     method = build_method(key, model, tokenizer, encoder=encoder, seed=seed, **options)
-    return PromptedModel(model, tokenizer, method, encoder=encoder)
+    return PromptedModel(model, tokenizer, method, encoder=encoder, share_prefix=share_prefix)

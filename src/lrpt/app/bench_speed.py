@@ -1,0 +1,281 @@
+"""``lrpt bench --speed``: training-step time, peak memory and inference throughput, side by side.
+
+Everything runs in one process on one frozen base model, alternating between variants round by
+round (the order rotates each round), and reports ratios measured within the same round:
+
+* training step (forward + backward + AdamW step) of every method relative to ``pt`` at the same
+  ``n``, and of lrpt's ``pt`` (shared prefix) and lrpt's naive ``pt`` relative to PEFT's prompt
+  tuning, on the same batch (right-padded, loss on the answer word), starting from the same prompt;
+* peak resident memory added by one step (Linux: the ``VmHWM`` high-water mark, reset before
+  each step through ``/proc/self/clear_refs``);
+* inference throughput (examples/s, answer-position logits of left-padded batches) of lrpt's
+  cached prompt against PEFT, and of a batch mixing 16 different prompts against a one-prompt batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import lrpt
+from lrpt.bank import PromptBank
+from lrpt.model import IGNORE
+
+Step = Callable[[], float | None]
+
+
+@dataclass
+class Variant:
+    name: str
+    run: Step  # one timed unit of work; returns the loss (training) or None
+    times: list[float] = field(default_factory=list)
+    peaks_mb: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+
+
+def _rss_reset() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _rss_mb(kind: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(kind + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure(variants: list[Variant], rounds: int, warmup: int = 1) -> None:
+    """Run every variant ``warmup`` times, then ``rounds`` times alternating (rotating order)."""
+    for variant in variants:
+        for _ in range(warmup):
+            variant.run()
+    for r in range(rounds):
+        order = variants[r % len(variants) :] + variants[: r % len(variants)]
+        for variant in order:
+            can_reset = _rss_reset()
+            before = _rss_mb("VmRSS")
+            start = time.perf_counter()
+            loss = variant.run()
+            variant.times.append(time.perf_counter() - start)
+            if can_reset:
+                variant.peaks_mb.append(_rss_mb("VmHWM") - before)
+            if loss is not None:
+                variant.losses.append(loss)
+
+
+def ratios(variant: Variant, baseline: Variant) -> dict[str, float]:
+    """min/median/max of the per-round time ratios ``variant / baseline``."""
+    rs = [a / b for a, b in zip(variant.times, baseline.times, strict=True)]
+    return {"min": min(rs), "median": statistics.median(rs), "max": max(rs)}
+
+
+def _summary(v: Variant) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": v.name, "median_s": statistics.median(v.times),
+                           "times_s": v.times}  # fmt: skip
+    if v.peaks_mb:
+        out["peak_mb_median"] = statistics.median(v.peaks_mb)
+    if v.losses:
+        out["loss_first"] = v.losses[0]
+    return out
+
+
+# ------------------------------------------------------------------------------ batches
+def task_texts(task: str, count: int) -> tuple[list[str], list[str], Any]:
+    """``count`` rendered training inputs of ``task`` and their answer words."""
+    from lrpt.app.data import load_task
+
+    data = load_task(task)
+    rows = data.train[:count]
+    return [data.render(e) for e in rows], [" " + data.verbalizer[e.label] for e in rows], data
+
+
+def train_batch(tokenizer: Any, texts: list[str], answers: list[str]) -> dict[str, torch.Tensor]:
+    """Right-padded ``text + answer`` with labels on the answer tokens only."""
+    rows, labels = [], []
+    for text, answer in zip(texts, answers, strict=True):
+        a = tokenizer(text)["input_ids"]
+        b = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        rows.append(a + b)
+        labels.append([IGNORE] * len(a) + b)
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    lab = torch.tensor([r + [IGNORE] * (width - len(r)) for r in labels])
+    return {"input_ids": ids, "attention_mask": mask, "labels": lab}
+
+
+def _train_step(module: torch.nn.Module, params: list, batch: dict) -> Step:
+    opt = torch.optim.AdamW(params, lr=1e-3)
+
+    def step() -> float:
+        opt.zero_grad(set_to_none=True)
+        loss = module(**batch).loss
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    return step
+
+
+def _peft_prompt_model(model: Any, pm: lrpt.PromptedModel) -> Any:
+    """PEFT's prompt tuning on ``model``, starting from ``pm``'s prompt."""
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+
+    n = pm.method.num_tokens
+    config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=n)
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        peft_model.prompt_encoder["default"].embedding.weight.copy_(pm.method.materialise())
+    return peft_model
+
+
+# ------------------------------------------------------------------------------ runs
+def training_variants(
+    base: lrpt.LoadedModel, batch: dict, num_tokens: int, methods: list[str]
+) -> list[Variant]:
+    """One training-step variant per method, plus lrpt's naive pt and PEFT's pt."""
+    from lrpt.app.cmd_params import default_encoder
+
+    variants = []
+    for key in methods:
+        cls = lrpt.METHODS[key]
+        opts = {"num_tokens": num_tokens} if key not in ("dept", "ept") else {}
+        encoder = None
+        if not cls.static:
+            enc = lrpt.load_model(default_encoder(base.name), family="base")
+            encoder = lrpt.InputEncoder(enc.model, enc.tokenizer)
+        pm = lrpt.prompt_model(key, base.model, base.tokenizer, encoder=encoder, seed=0, **opts)
+        params = [p for p in pm.parameters() if p.requires_grad]
+        variants.append(Variant(key, _train_step(pm, params, batch)))
+        if key == "pt":
+            naive = lrpt.prompt_model("pt", base.model, base.tokenizer, seed=0, share_prefix=False,
+                                      num_tokens=num_tokens)  # fmt: skip
+            params = list(naive.method.parameters())
+            variants.append(Variant("pt (naive)", _train_step(naive, params, batch)))
+            peft_model = _peft_prompt_model(copy.copy(base.model), pm)
+            params = [p for p in peft_model.parameters() if p.requires_grad]
+            variants.append(Variant("peft pt", _train_step(peft_model, params, batch)))
+    return variants
+
+
+def inference_variants(base: lrpt.LoadedModel, texts: list[str], num_tokens: int) -> list[Variant]:
+    """Answer-position logits of one left-padded batch: lrpt cached, lrpt naive, PEFT, mixed."""
+    tok = base.tokenizer
+    tok.padding_side = "left"
+    batch = dict(tok(texts, return_tensors="pt", padding=True))
+    pms = [
+        lrpt.prompt_model("pt", base.model, tok, seed=s, num_tokens=num_tokens).eval()
+        for s in range(len(texts))
+    ]
+    naive = copy.copy(pms[0])
+    naive.share_prefix = False
+    peft_model = _peft_prompt_model(copy.copy(base.model), pms[0]).eval()
+    bank = PromptBank({f"task{i}": pm for i, pm in enumerate(pms)})
+    mixed = [f"task{i}" for i in range(len(texts))]
+    single = ["task0"] * len(texts)
+
+    def infer(fn: Callable[[], Any]) -> Step:
+        def run() -> None:
+            with torch.inference_mode():
+                fn()
+
+        return run
+
+    return [
+        Variant("lrpt pt (cached prefix)", infer(lambda: pms[0](**batch, logits_to_keep=1))),
+        Variant("lrpt pt (naive)", infer(lambda: naive(**batch, logits_to_keep=1))),
+        Variant("peft pt (inference)", infer(lambda: peft_model(**batch, logits_to_keep=1))),
+        Variant("bank, one prompt", infer(lambda: bank(**batch, tasks=single, logits_to_keep=1))),
+        Variant("bank, 16 prompts", infer(lambda: bank(**batch, tasks=mixed, logits_to_keep=1))),
+    ]
+
+
+def run_speed(
+    model: str, task: str, *, num_tokens: int, batch_size: int, rounds: int, methods: list[str],
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:  # fmt: skip
+    """Measure everything; return a JSON-able report."""
+    torch.manual_seed(0)
+    base = lrpt.load_model(model)
+    if base.family != "causal":
+        raise ValueError(f"the speed benchmark needs a causal LM; {model!r} is {base.family}")
+    texts, answers, _ = task_texts(task, batch_size)
+    batch = train_batch(base.tokenizer, texts, answers)
+    progress(f"training steps: {len(methods) + 2} variants × {rounds} rounds")
+    train = training_variants(base, batch, num_tokens, methods)
+    measure(train, rounds)
+    progress(f"inference: 5 variants × {rounds * 3} rounds")
+    infer = inference_variants(base, texts, num_tokens)
+    measure(infer, rounds * 3)
+    by = {v.name: v for v in train + infer}
+    return {
+        "model": model, "task": task, "num_tokens": num_tokens, "batch_size": batch_size,
+        "rounds": rounds,
+        "tokens_per_row_mean": float(batch["attention_mask"].sum(1).float().mean()),
+        "torch_threads": torch.get_num_threads(), "machine": f"{platform.machine()}, "
+        f"{platform.processor() or 'cpu'}, torch {torch.__version__}",
+        "date": time.strftime("%Y-%m-%d"),
+        "training": [_summary(v) for v in train],
+        "training_vs_pt": {v.name: ratios(v, by["pt"]) for v in train},
+        "training_vs_peft": {
+            name: ratios(by[name], by["peft pt"]) for name in ("pt", "pt (naive)")
+        },
+        "inference": [_summary(v) for v in infer],
+        "inference_throughput_vs_peft": {
+            name: _inverse(ratios(by[name], by["peft pt (inference)"]))
+            for name in ("lrpt pt (cached prefix)", "lrpt pt (naive)")
+        },
+        "mixed_vs_single_throughput": _inverse(ratios(by["bank, 16 prompts"],
+                                                      by["bank, one prompt"])),
+    }  # fmt: skip
+
+
+def _inverse(r: dict[str, float]) -> dict[str, float]:
+    """Time ratios → throughput ratios (min and max swap)."""
+    return {"min": 1 / r["max"], "median": 1 / r["median"], "max": 1 / r["min"]}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as markdown tables."""
+    lines = [
+        f"Model `{report['model']}`, task `{report['task']}`, n={report['num_tokens']}, "
+        f"batch {report['batch_size']} "
+        f"(mean {report['tokens_per_row_mean']:.1f} tokens/row), "
+        f"{report['rounds']} rounds, {report['torch_threads']} threads, {report['machine']}, "
+        f"{report['date']}.",
+        "",
+        "| training step | median s | peak MB | step time vs pt (min / median / max) | loss |",
+        "|---|---|---|---|---|",
+    ]
+    for row in report["training"]:
+        r = report["training_vs_pt"][row["name"]]
+        peak = row.get("peak_mb_median", float("nan"))
+        loss = row.get("loss_first", float("nan"))
+        lines.append(
+            f"| {row['name']} | {row['median_s']:.2f} | {peak:.0f} | "
+            f"{r['min']:.2f} / {r['median']:.2f} / {r['max']:.2f} | {loss:.4f} |"
+        )
+    lines += ["", "| vs PEFT prompt tuning | min | median | max |", "|---|---|---|---|"]
+    for name, r in report["training_vs_peft"].items():
+        lines.append(f"| training step time, lrpt {name} / PEFT | {r['min']:.2f} | "
+                     f"{r['median']:.2f} | {r['max']:.2f} |")  # fmt: skip
+    for name, r in report["inference_throughput_vs_peft"].items():
+        lines.append(f"| inference examples/s, {name} / PEFT | {r['min']:.2f} | "
+                     f"{r['median']:.2f} | {r['max']:.2f} |")  # fmt: skip
+    r = report["mixed_vs_single_throughput"]
+    lines.append(f"| mixed batch of {report['batch_size']} prompts / one-prompt batch, examples/s "
+                 f"| {r['min']:.2f} | {r['median']:.2f} | {r['max']:.2f} |")  # fmt: skip
+    return "\n".join(lines)
