@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 # sub-command name → module in lrpt.app exposing add_arguments(parser) and run(args) -> int
 COMMANDS: dict[str, tuple[str, str]] = {
+    "methods": ("lrpt.app.cmd_methods", "list the prompt methods with formulas and defaults"),
     "params": ("lrpt.app.cmd_params", "count a method's trainable parameters"),
     "inspect": ("lrpt.app.cmd_inspect", "show a saved prompt and its singular-value spectrum"),
     "export": ("lrpt.app.cmd_export", "export a static prompt as a PEFT prompt-tuning adapter"),

@@ -74,7 +74,7 @@ def rows_at(update: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
 class DePT(PromptMethod):
     key = "dept"
     config_class = DePTConfig
-    paper = "Shi & Lipani 2024"
+    paper = "DePT, Shi & Lipani 2024"
     formula = "P_s; E'[i] = E[i] + (α/√r)·(A B)[i], i < m"
     param_formula = "s·d + r·(m + d)"
 

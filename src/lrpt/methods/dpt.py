@@ -43,7 +43,7 @@ class DPTConfig:
 class DecomposedPromptTuning(PromptMethod):
     key = "dpt"
     config_class = DPTConfig
-    paper = "Xiao et al. 2023"
+    paper = "DPT, Xiao et al. 2023"
     formula = "P = A B"
     param_formula = "b·(n + d)"
 

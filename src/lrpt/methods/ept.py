@@ -109,7 +109,7 @@ def svd_factors(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Te
 class EPT(DePT):
     key = "ept"
     config_class = EPTConfig
-    paper = "Lan et al. 2024"
+    paper = "EPT, Lan et al. 2024"
     formula = "P = Σ_k G_k ⊙ E_k(P_s) + P_s + softmax(P_s Δᵀ/√d) Δ; E' = E + Δ, Δ = A B"
     param_formula = "s·d + r·(m + d) + N_e·(2·d·h + h + d) + d·N_e"
 

@@ -41,7 +41,7 @@ class IDPG(PromptMethod):
     key = "idpg"
     config_class = IDPGConfig
     static = False
-    paper = "Wu et al. 2022"
+    paper = "IDPG, Wu et al. 2022"
     formula = "reshape(W2 tanh(W1 e + b1) + b2, n × d)"
     param_formula = "k·h + h + h·n·d + n·d"
 

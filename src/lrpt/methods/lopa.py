@@ -89,7 +89,7 @@ class LoPA(PromptMethod):
     key = "lopa"
     config_class = LoPAConfig
     static = False
-    paper = "Jain et al. 2024"
+    paper = "LoPA, Jain et al. 2024"
     formula = "Z_S ⊙ sigmoid(MLP_v(e) MLP_u(e)ᵀ)"
     param_formula = "n·d + (k·h + h + h·d·r + d·r) + (k·h + h + h·n·r + n·r)"
 

@@ -47,7 +47,7 @@ def truncated_svd_factors(x: torch.Tensor, rank: int) -> tuple[torch.Tensor, tor
 class LoPT1(PromptMethod):
     key = "lopt1"
     config_class = LoPT1Config
-    paper = "Guo et al. 2024"
+    paper = "LoPT-1, Guo et al. 2024"
     formula = "P = U V"
     param_formula = "r·(n + d)"
 

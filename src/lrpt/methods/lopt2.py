@@ -50,7 +50,7 @@ class LoPT2Config:
 class LoPT2(PromptMethod):
     key = "lopt2"
     config_class = LoPT2Config
-    paper = "Guo et al. 2024"
+    paper = "LoPT-2, Guo et al. 2024"
     formula = "P = σ(X0 U) V"
     param_formula = "2·r·d"
 

@@ -33,7 +33,7 @@ class PTConfig:
 class PromptTuning(PromptMethod):
     key = "pt"
     config_class = PTConfig
-    paper = "Lester et al. 2021"
+    paper = "Prompt tuning, Lester et al. 2021"
     formula = "P"
     param_formula = "n·d"
 

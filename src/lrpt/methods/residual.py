@@ -38,7 +38,7 @@ class ResidualConfig:
 class ResidualPromptTuning(PromptMethod):
     key = "residual"
     config_class = ResidualConfig
-    paper = "Razdaibiedina et al. 2023"
+    paper = "Residual PT, Razdaibiedina et al. 2023"
     formula = "P' = P + LayerNorm(W2 ReLU(W1 P + b1) + b2)"
     param_formula = "n·d + (d·h + h) + (h·d + d) + 2·d"
 

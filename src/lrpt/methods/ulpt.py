@@ -67,7 +67,7 @@ class ULPTConfig:
 class ULPT(PromptMethod):
     key = "ulpt"
     config_class = ULPTConfig
-    paper = "Wu et al. 2025"
+    paper = "ULPT, Wu et al. 2025"
     formula = "P = (Z Â) ⊙ s + b"
     param_formula = "n·r + 2·d"
 
