@@ -234,3 +234,17 @@ def test_input_encoder_never_sees_target_tokens() -> None:
     got = pm.condition(input_ids, None, labels)
     torch.testing.assert_close(got, pm.encoder([text]), rtol=0, atol=0)
     assert not torch.equal(got, pm.encoder([text + target]))
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_half_precision_model_with_float32_prompt(share: bool) -> None:
+    loaded = tiny("causal")
+    model = loaded.model.to(torch.bfloat16)
+    pm = lrpt.prompt_model("ulpt", model, loaded.tokenizer, num_tokens=4, share_prefix=share)
+    assert pm.method.materialise().dtype == torch.float32
+    batch = _batch(pm, "left")
+    out = pm(**batch)
+    assert out.logits.dtype == torch.bfloat16
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32
+               for p in pm.method.parameters() if p.requires_grad)  # fmt: skip
