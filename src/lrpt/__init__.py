@@ -1,5 +1,6 @@
 """lrpt: low-rank soft prompt tuning for frozen language models."""
 
+from lrpt.artifact import load_prompt, read_artifact, save_prompt
 from lrpt.methods import METHODS, InitContext, ModelDims, PromptMethod, make_config, method_class
 from lrpt.model import InputEncoder, PromptedModel, build_method, model_dims, prompt_model
 from lrpt.models import LoadedModel, load_model, model_keys
@@ -16,9 +17,12 @@ __all__ = [
     "PromptedModel",
     "build_method",
     "load_model",
+    "load_prompt",
     "make_config",
     "method_class",
     "model_dims",
     "model_keys",
     "prompt_model",
+    "read_artifact",
+    "save_prompt",
 ]

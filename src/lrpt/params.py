@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from lrpt.artifact import artifact_bytes
 from lrpt.methods import ModelDims, make_config, method_class
 
 
@@ -15,7 +16,8 @@ def describe(
 ) -> dict[str, Any]:
     """Build method ``key`` on the meta device and report its trainable tensors.
 
-    Returns ``{"method", "config", "dims", "trainable_params", "tensors": {name: shape}}``.
+    Returns ``{"method", "config", "dims", "trainable_params", "tensors": {name: shape},
+    "artifact_bytes"}`` (the size of a saved prompt artifact, see :func:`artifact_bytes`).
     """
     cls = method_class(key)
     config = make_config(key, **options)
@@ -29,4 +31,5 @@ def describe(
         "dims": dataclasses.asdict(dims),
         "trainable_params": method.num_trainable(),
         "tensors": {name: list(shape) for name, shape in tensors.items()},
+        "artifact_bytes": artifact_bytes(key, dims, config),
     }

@@ -55,4 +55,5 @@ def run(args: argparse.Namespace) -> int:
     for name, shape in info["tensors"].items():
         print(f"  {name:<{width}}  {'×'.join(map(str, shape)):>12}  {math.prod(shape):>12,}")
     print(f"trainable parameters: {info['trainable_params']:,}")
+    print(f"artifact size: {info['artifact_bytes']:,} bytes (prompt.json + prompt.safetensors)")
     return 0
