@@ -525,3 +525,14 @@ def test_errors_are_value_errors() -> None:
         obj = getattr(artifact, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, LrptError), name
+
+
+def test_save_prompt_uses_the_seed_build_method_recorded(tmp_path) -> None:
+    """lopt2's frozen X0 derives from the init seed; save_prompt needs no init_seed by hand."""
+    from conftest import tiny
+
+    loaded = tiny("causal")
+    pm = lrpt.prompt_model("lopt2", loaded.model, loaded.tokenizer, seed=5, num_tokens=4)
+    lrpt.save_prompt(pm, tmp_path / "p", model_name="tiny-llama")
+    again = lrpt.load_prompt(tmp_path / "p", loaded.model, loaded.tokenizer)
+    assert torch.equal(again.method.materialise(), pm.method.materialise())

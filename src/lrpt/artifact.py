@@ -318,7 +318,7 @@ def save_prompt(
     model_name: str,
     training: dict[str, Any] | None = None,
     overwrite: bool = False,
-    init_seed: int = 0,
+    init_seed: int | None = None,
     encoder_name: str | None = None,
 ) -> Path:
     """Save ``pm``'s trainable tensors and everything needed to rebuild it as a directory.
@@ -330,8 +330,9 @@ def save_prompt(
         training: a JSON-able summary of the training run (or None); NaN and ±inf are
             stored as null.
         overwrite: replace an existing artifact at ``path`` (atomically).
-        init_seed: the ``seed`` the method was built with (``build_method``/``prompt_model``);
-            frozen tensors derived from it are checked to regenerate before anything is written.
+        init_seed: the ``seed`` the method was built with (default: the one ``build_method``
+            recorded on it); frozen tensors derived from it are checked to regenerate before
+            anything is written.
         encoder_name: the input encoder's key, recorded for instance-dependent methods.
 
     Returns:
@@ -346,6 +347,8 @@ def save_prompt(
     if (target.exists() or target.is_symlink()) and not overwrite:
         raise FileExistsError(f"{str(target)!r} already exists; pass overwrite=True to replace it")
     method = pm.method
+    if init_seed is None:
+        init_seed = int(getattr(pm.method, "init_seed", 0))
     _check_regenerates(pm, init_seed)
     tensors = {
         k: v.detach().to("cpu").contiguous().clone() for k, v in pm.trainable_state_dict().items()

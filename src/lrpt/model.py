@@ -493,6 +493,7 @@ def build_method(
         tokenizer=tokenizer,
     )
     method.init_weights(ctx)
+    method.init_seed = seed  # recorded for artifacts (frozen tensors may derive from it)
     return method.to(model.get_input_embeddings().weight.device)
 
 
