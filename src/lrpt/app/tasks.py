@@ -470,22 +470,33 @@ class GenerateObjective(Objective):
 
 
 class HeadObjective(Objective):
-    """The encoder's trainable classification head (see the module docstring)."""
+    """The encoder's trainable classification head (see the module docstring).
+
+    Token type ids (segment 1 for the text pair) are passed when the model has more than one
+    token type (BERT), never to models without them (RoBERTa, DistilBERT).
+    """
+
+    def __init__(self, spec: TaskSpec, tokenizer: Any, family: str, config: Any = None) -> None:
+        super().__init__(spec, tokenizer, family)
+        self.use_types = getattr(config, "type_vocab_size", 0) > 1
 
     def collate(self, examples: Sequence[Example], *, golds: bool = True) -> Batch:
         rows, types = [], []
         for ex in examples:
             enc = self.tok(
-                ex.text, ex.text_pair, truncation=True, max_length=self.spec.max_input_tokens
-            )
+                ex.text, ex.text_pair, truncation=True, max_length=self.spec.max_input_tokens,
+                return_token_type_ids=self.use_types,
+            )  # fmt: skip
             rows.append(list(enc["input_ids"]))
             types.append(list(enc.get("token_type_ids") or [0] * len(enc["input_ids"])))
         return Batch(rows, raw_texts(examples), self.golds(examples) if golds else [], types)
 
     def logits(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         ids, mask = self.inputs(batch, model)
-        types, _ = pad(batch.pairs or [], 0, left=False)
-        out = model(ids, mask, texts=batch.texts, token_type_ids=types.to(ids.device))
+        kwargs = {}
+        if self.use_types:
+            kwargs["token_type_ids"] = pad(batch.pairs or [], 0, left=False)[0].to(ids.device)
+        out = model(ids, mask, texts=batch.texts, **kwargs)
         return out.logits.float()  # (B, C) or (B, 1) for regression
 
     def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
@@ -507,7 +518,7 @@ def make_objective(spec: TaskSpec, tokenizer: Any, family: str, config: Any = No
     if spec.objective == "head":
         if family != "encoder":
             raise ValueError(f"objective 'head' needs an encoder classifier, not a {family} model")
-        return HeadObjective(spec, tokenizer, family)
+        return HeadObjective(spec, tokenizer, family, config)
     if family == "encoder":
         raise ValueError(
             f"objective {spec.objective!r} needs a causal or seq2seq LM, not an encoder"
