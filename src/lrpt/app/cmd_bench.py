@@ -14,6 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--speed", action="store_true",
                       help="step time, memory and throughput vs pt and vs PEFT")  # fmt: skip
+    mode.add_argument(
+        "--suite", metavar="NAME", help="run bench/suites/NAME.toml (or a .toml path), resumably"
+    )
+    # --speed options
     parser.add_argument("--model", default="smollm2-135m", help="causal LM key or path")
     parser.add_argument("--task", default="mr", help="task whose inputs are used")
     parser.add_argument("--num-tokens", type=int, default=100, help="prompt length n")
@@ -22,9 +26,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", default=",".join(METHODS),
                         help="comma-separated methods to time against pt")  # fmt: skip
     parser.add_argument("--out", type=Path, help="write the JSON report here (and .md beside it)")
+    suite = parser.add_argument_group("--suite")
+    suite.add_argument(
+        "--results-dir",
+        type=Path,
+        metavar="DIR",
+        help="where suites keep their runs and summaries (default bench/results)",
+    )
+    suite.add_argument(
+        "--list", action="store_true", help="list the suite's runs (finished or pending) only"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.suite is not None:
+        from lrpt.app.bench_suite import run_command
+
+        return run_command(args.suite, args.results_dir, list_only=args.list)
+    for flag, value in (("--results-dir", args.results_dir), ("--list", args.list)):
+        if value:
+            raise ValueError(f"{flag} goes with --suite")
+    return run_speed_mode(args)
+
+
+def run_speed_mode(args: argparse.Namespace) -> int:
     from lrpt.app.bench_speed import markdown, run_speed
 
     methods = [m for m in args.methods.split(",") if m]

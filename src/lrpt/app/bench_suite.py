@@ -1,0 +1,608 @@
+"""``lrpt bench --suite NAME``: run a benchmark suite, resumably, and aggregate its results.
+
+A suite is a TOML file (``bench/suites/NAME.toml``)::
+
+    description = "what the suite compares"
+
+    [defaults]                 # any ``lrpt train`` flag (snake_case), plus tasks and seeds
+    model = "smollm2-135m"
+    tasks = ["mr"]
+    seeds = [0]
+    steps = 100
+
+    [[run]]                    # one configuration
+    name = "ulpt-n100-r2"      # unique; a directory name
+    method = "ulpt"
+    options = { num_tokens = 100, rank = 2 }   # the method's options
+    # any key of [defaults] here overrides it for this configuration
+
+Each configuration runs on each of its tasks with each of its seeds. The runs are ordered seed by
+seed (every configuration and task with the first seed, then the second seed, ...), so that a
+suite stopped half-way already has a complete single-seed table. Run ``TASK/NAME/seedK`` trains in
+``RESULTS/SUITE/TASK/NAME/seedK/``, the ``lrpt train --out`` layout (``prompt/``,
+``results.json``, ``checkpoint.pt``), through a child process ``python -m lrpt.app.cli train
+... --resume``: the same construction path as the command line, an interrupted run continues
+from its checkpoint, and the child's own peak resident memory is measurable. When the child
+succeeds, ``run.json`` (:func:`run_record`) is written beside its results; a run with a
+``run.json`` is finished and a rerun skips it (it is an error if the suite changed that run's
+settings since). After every finished run the suite's ``summary.json`` (:func:`summarize`),
+``summary.md`` and ``summary.png`` are rewritten from all finished runs.
+
+Per-run measurements: ``sec_per_step`` is the trainer's ``train_seconds / steps`` (optimizer
+steps only, summed over resumed attempts); ``peak_rss_mb`` is the peak resident set size of the
+training process (Python, torch, the frozen model, the data, the run) from ``os.wait4``'s
+resource usage of that child, for the attempt that finished the run; ``artifact_bytes`` is the
+size of the saved ``prompt/`` directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lrpt.fileio import atomic_write_text
+
+SUITES_DIR = Path("bench/suites")
+RESULTS_DIR = Path("bench/results")
+RUN_RECORD = "run.json"
+TRAIN_LOG = "train.log"
+SUMMARY_FILES = ("summary.json", "summary.md", "summary.png")
+
+_SUITE_KEYS = {"description", "defaults", "run"}
+_ENTRY_KEYS = {"name", "method", "options"}
+# lrpt train flags the runner sets itself
+_RUNNER_FLAGS = {"out", "resume", "quiet", "seed", "task", "data", "method"}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_FLAG_VALUE = (str, int, float, bool)
+
+Log = Callable[[str], None]
+
+
+# --- the suite file ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """One training run of a suite: configuration ``config`` on ``task`` with ``seed``."""
+
+    config: str
+    method: str
+    task: str
+    seed: int
+    options: dict[str, Any] = field(default_factory=dict)  # method options
+    training: dict[str, Any] = field(default_factory=dict)  # other lrpt train flags, model too
+
+    @property
+    def task_name(self) -> str:
+        """The built-in task's name, or the data file's name without its suffix."""
+        return self.task if is_builtin(self.task) else Path(self.task).stem
+
+    @property
+    def id(self) -> str:
+        return f"{self.task_name}/{self.config}/seed{self.seed}"
+
+    def settings(self) -> dict[str, Any]:
+        """What the run trains with (JSON-able); a finished run must still match it."""
+        return {
+            "method": self.method,
+            "task": self.task,
+            "seed": self.seed,
+            "training": self.training,
+            "options": self.options,
+        }
+
+    def argv(self, out: Path) -> list[str]:
+        """``lrpt train`` arguments of this run, writing to ``out``."""
+        source = "task" if is_builtin(self.task) else "data"
+        flags = {"method": self.method, source: self.task, "seed": self.seed}
+        flags |= self.training | self.options
+        args = [f"--{key.replace('_', '-')}={_flag_text(value)}" for key, value in flags.items()]
+        return [*args, f"--out={out}", "--resume", "--quiet"]
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    runs: list[SuiteRun]
+
+
+def is_builtin(task: str) -> bool:
+    """Whether ``task`` names a built-in task (else it is a data file, as ``lrpt train --data``)."""
+    from lrpt.app.data import TASKS
+
+    return task in TASKS
+
+
+def _flag_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def suite_path(name: str) -> Path:
+    """``NAME`` → ``bench/suites/NAME.toml``; a path ending in ``.toml`` is used as given."""
+    path = Path(name) if name.endswith(".toml") else SUITES_DIR / f"{name}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+        where = f"suites in {SUITES_DIR}: {', '.join(known)}"
+        if not known:
+            where = f"no {SUITES_DIR} here: run from the repository root or give the .toml path"
+        raise FileNotFoundError(f"--suite {name!r}: {path} does not exist ({where})")
+    return path
+
+
+def load_suite(path: str | os.PathLike) -> Suite:
+    """Read and check a suite file; every run's ``lrpt train`` arguments are validated.
+
+    Raises:
+        ValueError: an unknown key, a duplicate or unsafe name, a bad flag or option value.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"suite {str(path)!r}: {err}") from None
+    where = f"suite {str(path)!r}"
+    _check_keys(where, data, _SUITE_KEYS)
+    defaults = data.get("defaults", {})
+    if set(defaults) & _ENTRY_KEYS:
+        raise ValueError(f"{where} [defaults]: name, method and options go in each [[run]]")
+    _check_settings(f"{where} [defaults]", defaults)
+    entries = data.get("run", [])
+    if not entries:
+        raise ValueError(f"{where} has no [[run]] entries")
+    configs: list[tuple[str, dict[str, Any]]] = []
+    for i, entry in enumerate(entries):
+        name = _check_entry(f"{where} [[run]] #{i + 1}", entry, {c[0] for c in configs})
+        configs.append((name, defaults | entry))
+    runs = _expand(where, configs)
+    _validate(where, runs)
+    return Suite(path.stem, str(data.get("description", "")), runs)
+
+
+def _check_keys(where: str, table: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}")
+
+
+def _check_settings(where: str, table: dict[str, Any]) -> None:
+    """Defaults or an entry's overrides: tasks, seeds and single-valued lrpt train flags."""
+    for key, value in table.items():
+        if key in _RUNNER_FLAGS:
+            raise ValueError(f"{where}: {key!r} is set by the suite runner, not in a suite")
+        if key == "tasks":
+            ok = isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+        elif key == "seeds":
+            ok = isinstance(value, list) and value and all(type(v) is int and v >= 0 for v in value)
+        else:
+            ok = isinstance(value, _FLAG_VALUE)
+        if not ok:
+            kind = {"tasks": "a list of task names", "seeds": "a list of integers ≥ 0"}
+            raise ValueError(f"{where}: {key} must be {kind.get(key, 'a single value')}")
+
+
+def _check_entry(where: str, entry: dict[str, Any], taken: set[str]) -> str:
+    name, method = entry.get("name"), entry.get("method")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"{where}: name must be letters, digits, '.', '_', '-', got {name!r}")
+    if name in taken:
+        raise ValueError(f"{where}: name {name!r} is used twice")
+    if not isinstance(method, str):
+        raise ValueError(f"{where} ({name}): method must be a method key, got {method!r}")
+    options = entry.get("options", {})
+    if not isinstance(options, dict) or not all(
+        isinstance(v, _FLAG_VALUE) for v in options.values()
+    ):
+        raise ValueError(f"{where} ({name}): options must be a table of single values")
+    _check_settings(f"{where} ({name})", {k: v for k, v in entry.items() if k not in _ENTRY_KEYS})
+    return name
+
+
+def _expand(where: str, configs: list[tuple[str, dict[str, Any]]]) -> list[SuiteRun]:
+    """Configurations × their tasks × their seeds, seed-major (then task, then suite order)."""
+    runs: list[tuple[tuple[int, int, int], SuiteRun]] = []
+    tasks: list[str] = []
+    for index, (name, merged) in enumerate(configs):
+        training = {k: v for k, v in merged.items() if k not in _ENTRY_KEYS | {"tasks", "seeds"}}
+        if "tasks" not in merged:
+            raise ValueError(f"{where}, {name}: no tasks (set them in [defaults] or the entry)")
+        for task, seed in itertools.product(merged["tasks"], merged.get("seeds", [0])):
+            if task not in tasks:
+                tasks.append(task)
+            run = SuiteRun(
+                name, merged["method"], task, seed, dict(merged.get("options", {})), training
+            )
+            runs.append(((seed, tasks.index(task), index), run))
+    return [run for _, run in sorted(runs, key=lambda item: item[0])]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # raise instead of exiting
+        raise ValueError(message)
+
+
+def _validate(where: str, runs: list[SuiteRun]) -> None:
+    """Parse each run's arguments as ``lrpt train`` does and check the values, loading nothing."""
+    from lrpt.app import cmd_train
+    from lrpt.app.options import option_types
+    from lrpt.methods import method_class
+
+    parser = _Parser(prog="lrpt train", allow_abbrev=False)
+    cmd_train.add_arguments(parser)
+    options = option_types()
+    ids = [run.id for run in runs]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"{where}: two tasks give the same run ids {', '.join(twice)}")
+    for run in runs:
+        if not is_builtin(run.task) and not Path(run.task).exists():
+            raise ValueError(
+                f"{where}, {run.config}: task {run.task!r} is neither a built-in task nor a "
+                "data file (a path relative to the current directory)"
+            )
+        misplaced = sorted(set(run.training) & set(options))
+        if misplaced:
+            raise ValueError(f"{where}, {run.config}: put {', '.join(misplaced)} under options")
+        if "model" not in run.training:
+            raise ValueError(f"{where}, {run.config}: no model (set it in [defaults])")
+        try:
+            args = parser.parse_args(run.argv(Path("out")))
+            seed, opts = cmd_train.seed_and_options(args)
+            cmd_train.train_config(args, seed)
+            method_class(args.method).config_class(**opts)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{where}, run {run.id}: {err}") from None
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+def run_suite(suite: Suite, results_dir: Path, *, log: Log = print) -> dict[str, Any]:
+    """Train every unfinished run of ``suite``, then aggregate; → ``{"done", "failed", "rows"}``.
+
+    Every finished run is checked against the suite first (a changed one stops everything before
+    anything trains). A run that fails is reported and left unfinished (a rerun retries it); the
+    others go on.
+    """
+    root = results_dir / suite.name
+    finished = {run.id for run in suite.runs if finished_record(run, root / run.id) is not None}
+    done: list[str] = []
+    failed: list[str] = []
+    for i, run in enumerate(suite.runs, 1):
+        out, step = root / run.id, f"[{i}/{len(suite.runs)}] {run.id}"
+        if run.id in finished:
+            log(f"{step}: finished before, skipped")
+            done.append(run.id)
+            continue
+        log(f"{step}: training ({run.method})")
+        record = train_run(suite.name, run, out)
+        if record is None:
+            log(f"{step}: FAILED ({last_line(out / TRAIN_LOG)}); log: {out / TRAIN_LOG}")
+            failed.append(run.id)
+            continue
+        log(
+            f"{step}: {record['metric']} {_fmt(record['test'])}, "
+            f"{record['sec_per_step']:.2f} s/step, {record['wall_seconds'] / 60:.1f} min"
+        )
+        done.append(run.id)
+        write_summary(suite, root)
+    rows = write_summary(suite, root)
+    return {"done": done, "failed": failed, "rows": rows}
+
+
+def last_line(path: Path) -> str:
+    """The last non-empty line of a text file (a failed child's error message)."""
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no output"
+
+
+def finished_record(run: SuiteRun, out: Path) -> dict[str, Any] | None:
+    """The run's ``run.json`` if it finished, else None.
+
+    Raises:
+        ValueError: it finished with settings the suite no longer gives that run.
+    """
+    path = out / RUN_RECORD
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    saved, current = record.get("settings", {}), run.settings()
+    if saved != current:
+        differ = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
+        raise ValueError(
+            f"run {run.id} finished in {out} with other {', '.join(differ)} than the suite now "
+            f"gives it: delete that directory to rerun it, or rename the suite's entry"
+        )
+    return record
+
+
+def train_run(suite: str, run: SuiteRun, out: Path) -> dict[str, Any] | None:
+    """Train ``run`` in a child process into ``out``; → its record (also ``run.json``) or None."""
+    out.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "lrpt.app.cli", "train", *run.argv(out)]
+    start = time.perf_counter()
+    code, peak_rss_mb = run_child(command, out / TRAIN_LOG)
+    if code != 0:
+        return None
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    record = run_record(suite, run, results, prompt_bytes(out / "prompt"), peak_rss_mb)
+    record["wall_seconds"] = round(time.perf_counter() - start, 1)
+    atomic_write_text(out / RUN_RECORD, json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def run_child(command: list[str], log_path: Path) -> tuple[int, float | None]:
+    """Run ``command`` with its output appended to ``log_path``; → (exit code, peak RSS in MB)."""
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"# {_now()} {' '.join(command)}\n")
+        log.flush()
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        if not hasattr(os, "wait4"):  # not POSIX: no per-child resource usage
+            return proc.wait(), None
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # Ctrl-C reaches the child too: let it stop, then stop
+            proc.wait()
+            raise
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    kib = usage.ru_maxrss / 1024 if sys.platform == "darwin" else usage.ru_maxrss  # macOS: bytes
+    return proc.returncode, round(kib / 1024, 1)
+
+
+def prompt_bytes(prompt_dir: Path) -> int:
+    """Bytes on disk of a saved prompt artifact (all its files)."""
+    return sum(p.stat().st_size for p in prompt_dir.iterdir() if p.is_file())
+
+
+def run_record(
+    suite: str,
+    run: SuiteRun,
+    results: dict[str, Any],
+    artifact_bytes: int,
+    peak_rss_mb: float | None,
+) -> dict[str, Any]:
+    """What the summary needs from one finished run (plus its settings, to detect changes)."""
+    metric = results["task"]["metric"]
+    best = results.get("best_validation")
+    return {
+        "suite": suite,
+        "id": run.id,
+        "task": run.task_name,
+        "config": run.config,
+        "method": run.method,
+        "seed": run.seed,
+        "model": results["model"]["name"],
+        "options": run.options,
+        "metric": metric,
+        "test": (results.get("test") or {}).get(metric),
+        "zero_shot": (results.get("zero_shot_test") or {}).get(metric),
+        "best_validation": best["value"] if best else None,
+        "trainable_params": results["trainable_params"]["total"],
+        "artifact_bytes": artifact_bytes,
+        "steps": results["steps"],
+        "train_seconds": results["train_seconds"],
+        "sec_per_step": results["seconds_per_step"],
+        "peak_rss_mb": peak_rss_mb,
+        "finished": _now(),
+        "machine": machine(),
+        "settings": run.settings(),
+    }
+
+
+def machine() -> dict[str, Any]:
+    """The machine a run trained on: CPU, core count, OS, Python and torch versions."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
+        cpu = names[0].strip() if names else cpu
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+# --- aggregation ---------------------------------------------------------------------------
+
+
+def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (task, config, method) over its seeds, in order of first appearance.
+
+    ``mean`` and ``std`` are over the seeds' test metric (``std`` is the sample standard
+    deviation, None for one seed); ``sec_per_step`` is the mean over seeds, ``peak_rss_mb`` and
+    ``artifact_bytes`` the largest, ``trainable_params`` the configuration's (the same for
+    every seed).
+    """
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        key = (record["task"], record["config"], record["method"])
+        groups.setdefault(key, []).append(record)
+    return [_row(group) for group in groups.values()]
+
+
+def _row(group: list[dict[str, Any]]) -> dict[str, Any]:
+    first = group[0]
+    values = [r["test"] for r in group if r["test"] is not None]
+    zero_shot = [r["zero_shot"] for r in group if r.get("zero_shot") is not None]
+    rss = [r["peak_rss_mb"] for r in group if r.get("peak_rss_mb") is not None]
+    return {
+        "method": first["method"],
+        "task": first["task"],
+        "config": first["config"],
+        "model": first.get("model"),
+        "options": first.get("options", {}),
+        "n_seeds": len(group),
+        "seeds": [r["seed"] for r in group],
+        "metric": first["metric"],
+        "values": [r["test"] for r in group],
+        "mean": statistics.fmean(values) if values else None,
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+        "zero_shot": statistics.fmean(zero_shot) if zero_shot else None,
+        "trainable_params": first["trainable_params"],
+        "artifact_bytes": max(r["artifact_bytes"] for r in group),
+        "sec_per_step": statistics.fmean(r["sec_per_step"] for r in group),
+        "peak_rss_mb": max(rss) if rss else None,
+    }
+
+
+def write_summary(suite: Suite, root: Path) -> list[dict[str, Any]]:
+    """Aggregate the finished runs into ``summary.json``, ``summary.md`` and ``summary.png``."""
+    records = [r for run in suite.runs if (r := finished_record(run, root / run.id)) is not None]
+    rows = summarize(records)
+    if not rows:
+        return rows
+    atomic_write_text(root / "summary.json", json.dumps(rows, indent=2) + "\n")
+    atomic_write_text(root / "summary.md", markdown(suite, rows, records) + "\n")
+    plot(rows, root / "summary.png", title=f"suite {suite.name}")
+    return rows
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(suite: Suite, rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> str:
+    """A header (suite, runs, machine, dates) and one table row per summary row."""
+    machines = {json.dumps(r["machine"], sort_keys=True) for r in records}
+    dates = sorted(r["finished"][:10] for r in records)
+    lines = [
+        f"Suite `{suite.name}`: {suite.description}".rstrip(": "),
+        "",
+        f"{len(records)} of {len(suite.runs)} runs finished ({dates[0]} to {dates[-1]}); "
+        f"`lrpt bench --suite {suite.name}`.",
+    ]
+    for text in sorted(machines):
+        m = json.loads(text)
+        lines.append(
+            f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['os']}, "
+            f"Python {m['python']}, torch {m['torch']}."
+        )
+    lines += [
+        "",
+        "| task | config | method | seeds | test (mean ± std) | zero-shot | trainable params "
+        "| artifact | s/step | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        score = _fmt(row["mean"]) + ("" if row["std"] is None else f" ± {row['std']:.3f}")
+        rss = "—" if row["peak_rss_mb"] is None else f"{row['peak_rss_mb']:,.0f} MB"
+        lines.append(
+            f"| {row['task']} | {row['config']} | `{row['method']}` | {row['n_seeds']} "
+            f"| {row['metric']} {score} | {_fmt(row['zero_shot'])} "
+            f"| {row['trainable_params']:,} | {row['artifact_bytes'] / 1024:,.1f} KiB "
+            f"| {row['sec_per_step']:.2f} | {rss} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> bool:
+    """Test metric against trainable parameters (log x), one point per configuration, error bars
+    over seeds, one panel per task; → False (and no file) when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    tasks = list(dict.fromkeys(row["task"] for row in rows))
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    colors = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        task_rows = [r for r in rows if r["task"] == task]
+        for row in (r for r in task_rows if r["mean"] is not None):
+            color = colors(methods.index(row["method"]) % 10)
+            x, y = row["trainable_params"], row["mean"]
+            ax.errorbar(
+                x, y, yerr=row["std"] or 0, fmt="o", color=color, capsize=3, label=row["method"]
+            )
+            ax.annotate(
+                row["config"], (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points"
+            )
+        zero_shot = [r["zero_shot"] for r in task_rows if r["zero_shot"] is not None]
+        if zero_shot:
+            ax.axhline(
+                statistics.fmean(zero_shot),
+                color="grey",
+                linestyle="--",
+                linewidth=1,
+                label="zero-shot (no prompt)",
+            )
+        ax.set(
+            xscale="log",
+            xlabel="trainable parameters",
+            title=task,
+            ylabel=f"test {task_rows[0]['metric']} (mean ± std over seeds)",
+        )
+        ax.margins(x=0.12, y=0.08)
+        ax.grid(True, which="both", alpha=0.3)
+        handles = dict(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+        ax.legend(handles.values(), handles.keys(), fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+def status_lines(suite: Suite, results_dir: Path) -> list[str]:
+    """One line per run, finished (with its score) or pending, then the count."""
+    lines = []
+    for run in suite.runs:
+        record = finished_record(run, results_dir / suite.name / run.id)
+        if record is None:
+            state = "pending"
+        else:
+            state = f"finished: {record['metric']} {_fmt(record['test'])}"
+        lines.append(f"{run.id:<40} {run.method:<9} {state}")
+    done = sum("finished:" in line for line in lines)
+    return [*lines, f"{done} of {len(suite.runs)} runs finished"]
+
+
+def run_command(name: str, results_dir: Path | None, *, list_only: bool = False) -> int:
+    """``lrpt bench --suite NAME [--results-dir DIR] [--list]``; → the exit code."""
+    suite = load_suite(suite_path(name))
+    results_dir = RESULTS_DIR if results_dir is None else results_dir
+    if list_only:
+        print("\n".join(status_lines(suite, results_dir)))
+        return 0
+    outcome = run_suite(suite, results_dir, log=lambda line: print(line, file=sys.stderr))
+    root = results_dir / suite.name
+    print(
+        f"{len(outcome['done'])} of {len(suite.runs)} runs finished; summary in {root}/"
+        f"{{{','.join(SUMMARY_FILES)}}}"
+    )
+    if outcome["failed"]:
+        print(f"failed (rerun to retry): {', '.join(outcome['failed'])}")
+        return 1
+    return 0

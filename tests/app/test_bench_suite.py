@@ -1,0 +1,263 @@
+"""``lrpt bench --suite``: suite files, the aggregation (pinned numbers) and the tiny suite end to
+end (train, rerun skips finished runs, an unfinished run resumes, changed settings are refused)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lrpt.app import bench_suite
+from lrpt.app.bench_suite import Suite, SuiteRun, load_suite, markdown, plot, summarize
+from lrpt.app.cli import main
+from lrpt.methods import METHODS
+from lrpt.params import describe
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITES = ROOT / "bench" / "suites"
+ROW_KEYS = {
+    "method", "task", "config", "n_seeds", "metric", "mean", "std", "trainable_params",
+    "artifact_bytes", "sec_per_step", "peak_rss_mb",
+}  # fmt: skip
+
+
+def record(task: str, config: str, method: str, seed: int, test: float, **extra: Any) -> dict:
+    return {
+        "task": task, "config": config, "method": method, "seed": seed, "metric": "accuracy",
+        "test": test, "zero_shot": 0.5, "trainable_params": 1352, "artifact_bytes": 6000 + seed,
+        "sec_per_step": 2.0 + seed, "peak_rss_mb": 900.0 - seed, "model": "smollm2-135m",
+    } | extra  # fmt: skip
+
+
+# --- aggregation ---------------------------------------------------------------------------
+
+
+def test_summarize_groups_by_task_config_method() -> None:
+    records = [
+        record("mr", "ulpt-n100-r2", "ulpt", 0, 0.5),
+        record("mr", "pt-n3", "pt", 0, 0.625, trainable_params=1728),
+        record("bbc", "ulpt-n100-r2", "ulpt", 0, 0.25),
+        record("mr", "ulpt-n100-r2", "ulpt", 1, 0.75),
+        record("bbc", "ulpt-n100-r2", "ulpt", 1, 0.5),
+        record("mr", "ulpt-n100-r2", "ulpt", 2, 1.0),
+    ]
+    rows = summarize(records)
+    assert [(r["task"], r["config"]) for r in rows] == [
+        ("mr", "ulpt-n100-r2"), ("mr", "pt-n3"), ("bbc", "ulpt-n100-r2")
+    ]  # fmt: skip
+    assert all(set(r) >= ROW_KEYS for r in rows)
+    mr_ulpt, mr_pt, bbc_ulpt = rows
+    # mean of 0.5, 0.75, 1.0; sample std sqrt((0.25² + 0 + 0.25²) / 2) = 0.25, exactly
+    assert (mr_ulpt["n_seeds"], mr_ulpt["mean"], mr_ulpt["std"]) == (3, 0.75, 0.25)
+    assert mr_ulpt["seeds"] == [0, 1, 2] and mr_ulpt["values"] == [0.5, 0.75, 1.0]
+    assert mr_ulpt["sec_per_step"] == 3.0  # mean of 2, 3, 4
+    assert mr_ulpt["peak_rss_mb"] == 900.0  # the largest
+    assert mr_ulpt["artifact_bytes"] == 6002  # the largest
+    assert (mr_ulpt["trainable_params"], mr_ulpt["metric"], mr_ulpt["zero_shot"]) == (
+        1352, "accuracy", 0.5
+    )  # fmt: skip
+    assert (mr_pt["n_seeds"], mr_pt["mean"], mr_pt["std"], mr_pt["trainable_params"]) == (
+        1, 0.625, None, 1728
+    )  # fmt: skip
+    # 0.25 and 0.5: mean 0.375, sample std 0.25 / √2
+    assert (bbc_ulpt["n_seeds"], bbc_ulpt["mean"]) == (2, 0.375)
+    assert bbc_ulpt["std"] == pytest.approx(0.1767766952966369, abs=1e-15)
+    assert summarize([]) == []
+
+
+def test_summarize_missing_measurements() -> None:
+    rows = summarize([record("mr", "a", "pt", 0, 0.5, peak_rss_mb=None, zero_shot=None)])
+    assert rows[0]["peak_rss_mb"] is None and rows[0]["zero_shot"] is None
+
+
+def test_markdown_and_plot(tmp_path: Path) -> None:
+    records = [
+        record("mr", "ulpt-n100-r2", "ulpt", 0, 0.5, finished="2026-01-02T10:00:00+00:00",
+               machine={"cpu": "CPU X", "cpus": 2, "os": "Linux", "python": "3.11",
+                        "torch": "2.13"}),
+        record("mr", "ulpt-n100-r2", "ulpt", 1, 1.0, finished="2026-01-03T10:00:00+00:00",
+               machine={"cpu": "CPU X", "cpus": 2, "os": "Linux", "python": "3.11",
+                        "torch": "2.13"}),
+    ]  # fmt: skip
+    rows = summarize(records)
+    suite = Suite("demo", "a demo", [SuiteRun("ulpt-n100-r2", "ulpt", "mr", s) for s in range(3)])
+    text = markdown(suite, rows, records)
+    assert "2 of 3 runs finished (2026-01-02 to 2026-01-03)" in text
+    assert "Machine: CPU X, 2 CPUs, Linux, Python 3.11, torch 2.13." in text
+    assert (
+        "| mr | ulpt-n100-r2 | `ulpt` | 2 | accuracy 0.750 ± 0.354 | 0.500 | 1,352 | 5.9 KiB "
+        "| 2.50 | 900 MB |" in text
+    )
+    if importlib.util.find_spec("matplotlib") is None:
+        assert not plot(rows, tmp_path / "p.png", title="t")
+    else:
+        assert plot(rows, tmp_path / "p.png", title="t")
+        assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --- suite files ---------------------------------------------------------------------------
+
+
+def write_suite(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "s.toml"
+    path.write_text('[defaults]\nmodel = "tiny-llama"\ntasks = ["mr"]\n' + text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "no \\[\\[run\\]\\] entries"),
+        ('[[run]]\nname = "a"\nmethod = "pt"\n[[run]]\nname = "a"\nmethod = "pt"\n', "twice"),
+        ('[[run]]\nname = "a/b"\nmethod = "pt"\n', "name must be"),
+        ('[[run]]\nname = "a"\nmethod = "pt"\nnum_tokens = 4\n', "put num_tokens under options"),
+        ('[[run]]\nname = "a"\nmethod = "pt"\noptions = {rank = 2}\n', "does not use --rank"),
+        ('[[run]]\nname = "a"\nmethod = "pt"\nout = "x"\n', "set by the suite runner"),
+        ('[[run]]\nname = "a"\nmethod = "pt"\nsteps = 0\n', "steps must be an integer ≥ 1"),
+        ('[[run]]\nname = "a"\nmethod = "pt"\nstpes = 5\n', "unrecognized arguments: --stpes"),
+        ('[[run]]\nname = "a"\nmethod = "nope"\n', "invalid choice: 'nope'"),
+        ('[[run]]\nname = "a"\nmethod = "pt"\nseeds = [0.5]\n', "seeds must be a list"),
+        ('[[run]]\nname = "a"\nmethod = "pt"\ntasks = ["no/such.csv"]\n', "neither a built-in"),
+    ],
+)
+def test_load_suite_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_suite(write_suite(tmp_path, text))
+
+
+def test_load_suite_unknown_table(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('[default]\nsteps = 5\n[[run]]\nname = "a"\nmethod = "pt"\n')
+    with pytest.raises(ValueError, match="unknown key\\(s\\) default"):
+        load_suite(path)
+
+
+def test_quick_suite() -> None:
+    suite = load_suite(SUITES / "quick.toml")
+    assert [run.method for run in suite.runs] == list(METHODS)  # every method once
+    assert {(run.task, run.seed) for run in suite.runs} == {("mr", 0)}
+    assert {run.training["model"] for run in suite.runs} == {"smollm2-135m"}
+
+
+def test_paper_suite() -> None:
+    suite = load_suite(SUITES / "paper.toml")
+    configs = {run.config: run for run in suite.runs}
+    assert len(configs) == 18 and len(suite.runs) == 18 * 2 * 3
+    assert {run.method for run in suite.runs} == set(METHODS)
+    assert [run.seed for run in suite.runs[:36]] == [0] * 36  # seed-major: one full seed first
+    assert {run.task for run in suite.runs[:36]} == {"mr", "bbc"}
+
+    def params(config: str) -> int:
+        run = configs[config]
+        encoder = 384 if run.method in ("lopa", "idpg") else None
+        return describe(run.method, 576, encoder, **run.options)["trainable_params"]
+
+    # ULPT at equal parameter count: 100·2 + 2·576 = 1,352 against pt n = 3 (1,728 ≥ 1,352)
+    assert (params("ulpt-n100-r2"), params("pt-n3")) == (1352, 1728)
+    # EPT / DePT at the decomposition budget of pt n = 100; EPT's experts come on top
+    budget = params("pt-n100")
+    assert params("dept-s61-r27") == params("ept-s61-r27-nomulti") == budget == 57_600
+    assert params("ept-s61-r27") == 136_000
+    # the same n: pt / dpt / lopt / ulpt at 100, pt / lopt at 20, pt / lopa / idpg at 10
+    for n, group in [(100, ["pt-n100", "dpt-n100-b10", "lopt1-n100-r5", "lopt2-n100-r5",
+                            "ulpt-n100-r2"]),
+                     (20, ["pt-n20", "lopt1-n20-r5", "lopt2-n20-r5"]),
+                     (10, ["pt-n10", "lopa-n10-r4", "idpg-n10"])]:  # fmt: skip
+        assert {configs[c].options["num_tokens"] for c in group} == {n}
+    assert configs["ulpt-n100-r2-noshift"].options["shift"] is False
+    assert configs["ulpt-n100-r2-noscale"].options["scale"] is False
+
+
+def test_suite_not_found(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(ROOT)
+    assert main(["bench", "--suite", "nope"]) == 2
+    assert "suites in bench/suites: paper, quick, tiny" in capsys.readouterr().err
+    assert main(["bench", "--speed", "--list"]) == 2
+    assert "--list goes with --suite" in capsys.readouterr().err
+
+
+# --- the tiny suite, end to end ------------------------------------------------------------
+
+
+def test_tiny_suite_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(ROOT)  # the suite's data file is relative to the repository root
+    results = tmp_path / "results"
+    command = ["bench", "--suite", "tiny", "--results-dir", str(results)]
+    assert main(command) == 0
+    root = results / "tiny"
+    ids = ["topics/pt-n8/seed0", "topics/ulpt-n8-r2/seed0"]
+    for run_id in ids:
+        run_dir = root / run_id
+        for name in ("run.json", "results.json", "checkpoint.pt", "prompt/prompt.json"):
+            assert (run_dir / name).is_file(), name
+        rec = json.loads((run_dir / "run.json").read_text())
+        assert rec["id"] == run_id and rec["steps"] == 4 and rec["peak_rss_mb"] > 0
+        sizes = sum(p.stat().st_size for p in (run_dir / "prompt").iterdir())
+        assert rec["artifact_bytes"] == sizes
+    rows = json.loads((root / "summary.json").read_text())
+    assert [(r["config"], r["method"], r["n_seeds"]) for r in rows] == [
+        ("pt-n8", "pt", 1), ("ulpt-n8-r2", "ulpt", 1)
+    ]  # fmt: skip
+    assert [r["trainable_params"] for r in rows] == [8 * 64, 8 * 2 + 2 * 64]
+    assert "| topics | ulpt-n8-r2 | `ulpt` | 1 |" in (root / "summary.md").read_text()
+    assert (root / "summary.png").is_file() == (importlib.util.find_spec("matplotlib") is not None)
+    capsys.readouterr()
+
+    # a rerun trains nothing
+    def no_training(*args: Any) -> None:
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(bench_suite, "run_child", no_training)
+    assert main(command) == 0
+    assert capsys.readouterr().err.count("finished before, skipped") == 2
+
+    # a run without run.json (killed before it finished) resumes from its checkpoint
+    monkeypatch.undo()
+    monkeypatch.chdir(ROOT)
+    (root / ids[1] / "run.json").unlink()
+    trained: list[str] = []
+    real_child = bench_suite.run_child
+
+    def counting(command: list[str], log: Path) -> tuple[int, float | None]:
+        trained.append(str(log.parent.relative_to(root)))
+        return real_child(command, log)
+
+    monkeypatch.setattr(bench_suite, "run_child", counting)
+    assert main(command) == 0
+    assert trained == [ids[1]]
+    assert len(json.loads((root / "summary.json").read_text())) == 2
+    assert main([*command, "--list"]) == 0
+    assert capsys.readouterr().out.count("finished: accuracy") == 2
+
+    # the suite changed a finished run's settings: refused, nothing trained
+    changed = tmp_path / "tiny.toml"
+    shutil.copy(SUITES / "tiny.toml", changed)
+    changed.write_text(changed.read_text().replace("steps = 4", "steps = 5"))
+    assert main(["bench", "--suite", str(changed), "--results-dir", str(results)]) == 2
+    assert "with other training than the suite now gives it" in capsys.readouterr().err
+    assert trained == [ids[1]]
+
+
+def test_failed_run_is_reported_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(ROOT)
+
+    def failing(command: list[str], log: Path) -> tuple[int, float | None]:
+        log.write_text("lrpt: error: the training loss is nan at step 3: lower --lr\n")
+        return 2, None
+
+    monkeypatch.setattr(bench_suite, "run_child", failing)
+    assert main(["bench", "--suite", "tiny", "--results-dir", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("FAILED (lrpt: error: the training loss is nan") == 2
+    assert "failed (rerun to retry): topics/pt-n8/seed0, topics/ulpt-n8-r2/seed0" in captured.out
+    assert not (tmp_path / "tiny" / "summary.json").exists()
+    assert main(["bench", "--suite", "tiny", "--results-dir", str(tmp_path), "--list"]) == 0
+    assert capsys.readouterr().out.endswith("0 of 2 runs finished\n")
