@@ -24,3 +24,13 @@ def test_two_commands() -> None:
     main, tests = _block("main-command"), _block("test-command")
     assert "lrpt train" in main and "pip install" in main
     assert "pytest" in tests and "pip install" in tests
+
+
+def test_python_examples_run(tmp_path, monkeypatch) -> None:
+    """The README's Python blocks run, in order, as one script."""
+    monkeypatch.chdir(tmp_path)
+    code = "\n".join(re.findall(r"```python\n(.*?)```", README, re.S))
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["pm"].num_trainable() == {"method": 328, "head": 0}
+    assert namespace["new"].shape[0] == 2
