@@ -6,8 +6,9 @@ round (the order rotates each round), and reports ratios measured within the sam
 * training step (forward + backward + AdamW step) of every method relative to ``pt`` at the same
   ``n``, and of lrpt's ``pt`` (shared prefix) and lrpt's naive ``pt`` relative to PEFT's prompt
   tuning, on the same batch (right-padded, loss on the answer word), starting from the same prompt;
-* peak resident memory added by one step (Linux: the ``VmHWM`` high-water mark, reset before
-  each step through ``/proc/self/clear_refs``);
+* peak resident memory added by two training steps, each variant in a fresh child process (so
+  no allocator cache from another variant hides it; Linux: the ``VmHWM`` high-water mark, reset
+  through ``/proc/self/clear_refs`` after the model and batch are loaded);
 * inference throughput (examples/s, answer-position logits of left-padded batches) of lrpt's
   cached prompt against PEFT, and of a batch mixing 16 different prompts against a one-prompt batch.
 """
@@ -17,6 +18,8 @@ from __future__ import annotations
 import copy
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,8 +40,40 @@ class Variant:
     name: str
     run: Step  # one timed unit of work; returns the loss (training) or None
     times: list[float] = field(default_factory=list)
-    peaks_mb: list[float] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
+
+
+def step_peak_mb(model: str, task: str, num_tokens: int, batch_size: int, name: str) -> float:
+    """Peak resident memory (MB) two training steps of variant ``name`` add, in this process."""
+    base = lrpt.load_model(model)
+    texts, answers, _ = task_texts(task, batch_size)
+    batch = train_batch(base.tokenizer, texts, answers)
+    key = name if name in lrpt.METHODS else "pt"
+    (variant,) = [v for v in training_variants(base, batch, num_tokens, [key]) if v.name == name]
+    if not _rss_reset():
+        return float("nan")
+    before = _rss_mb("VmRSS")
+    for _ in range(2):
+        variant.run()
+    return _rss_mb("VmHWM") - before
+
+
+def peak_memory(
+    model: str, task: str, num_tokens: int, batch_size: int, names: list[str]
+) -> dict[str, float]:
+    """:func:`step_peak_mb` of each variant, each in a fresh child process."""
+    peaks = {}
+    for name in names:
+        code = (
+            "import sys, lrpt.app.bench_speed as b; "
+            "print(b.step_peak_mb(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), "
+            "sys.argv[5]))"
+        )
+        args = [model, task, str(num_tokens), str(batch_size), name]
+        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                              check=True)  # fmt: skip
+        peaks[name] = float(proc.stdout.strip().splitlines()[-1])
+    return peaks
 
 
 def _rss_reset() -> bool:
@@ -64,13 +99,9 @@ def measure(variants: list[Variant], rounds: int, warmup: int = 1) -> None:
     for r in range(rounds):
         order = variants[r % len(variants) :] + variants[: r % len(variants)]
         for variant in order:
-            can_reset = _rss_reset()
-            before = _rss_mb("VmRSS")
             start = time.perf_counter()
             loss = variant.run()
             variant.times.append(time.perf_counter() - start)
-            if can_reset:
-                variant.peaks_mb.append(_rss_mb("VmHWM") - before)
             if loss is not None:
                 variant.losses.append(loss)
 
@@ -84,8 +115,6 @@ def ratios(variant: Variant, baseline: Variant) -> dict[str, float]:
 def _summary(v: Variant) -> dict[str, Any]:
     out: dict[str, Any] = {"name": v.name, "median_s": statistics.median(v.times),
                            "times_s": v.times}  # fmt: skip
-    if v.peaks_mb:
-        out["peak_mb_median"] = statistics.median(v.peaks_mb)
     if v.losses:
         out["loss_first"] = v.losses[0]
     return out
@@ -93,10 +122,11 @@ def _summary(v: Variant) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ batches
 def task_texts(task: str, count: int) -> tuple[list[str], list[str], Any]:
-    """``count`` rendered training inputs of ``task`` and their answer words."""
-    from lrpt.app.data import load_task
+    """``count`` rendered training inputs of ``task`` (a task key or a data file) and their
+    answer words."""
+    from lrpt.app.data import TASKS, load_task, load_user_data
 
-    data = load_task(task)
+    data = load_task(task) if task in TASKS else load_user_data(task)
     rows = data.train[:count]
     return [data.render(e) for e in rows], [" " + data.verbalizer[e.label] for e in rows], data
 
@@ -217,6 +247,8 @@ def run_speed(
     progress(f"training steps: {len(methods) + 2} variants × {rounds} rounds")
     train = training_variants(base, batch, num_tokens, methods)
     measure(train, rounds)
+    progress("peak memory: one child process per training variant")
+    peaks = peak_memory(model, task, num_tokens, batch_size, [v.name for v in train])
     progress(f"inference: 5 variants × {rounds * 3} rounds")
     infer = inference_variants(base, texts, num_tokens)
     measure(infer, rounds * 3)
@@ -228,7 +260,7 @@ def run_speed(
         "torch_threads": torch.get_num_threads(), "machine": f"{platform.machine()}, "
         f"{platform.processor() or 'cpu'}, torch {torch.__version__}",
         "date": time.strftime("%Y-%m-%d"),
-        "training": [_summary(v) for v in train],
+        "training": [_summary(v) | {"peak_mb": peaks[v.name]} for v in train],
         "training_vs_pt": {v.name: ratios(v, by["pt"]) for v in train},
         "training_vs_peft": {
             name: ratios(by[name], by["peft pt"]) for name in ("pt", "pt (naive)")
@@ -262,7 +294,7 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for row in report["training"]:
         r = report["training_vs_pt"][row["name"]]
-        peak = row.get("peak_mb_median", float("nan"))
+        peak = row.get("peak_mb", float("nan"))
         loss = row.get("loss_first", float("nan"))
         lines.append(
             f"| {row['name']} | {row['median_s']:.2f} | {peak:.0f} | "
