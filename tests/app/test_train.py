@@ -24,6 +24,16 @@ from lrpt.app.train import (
 )
 from lrpt.methods import METHODS, method_class
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and lose a lot when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 RESULT_KEYS = {
     "method", "config", "model", "task", "seed", "trainable_params", "steps", "train_seconds",
     "best_validation", "test", "zero_shot_test",

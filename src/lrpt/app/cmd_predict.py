@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder", default=None, metavar="KEY_OR_PATH")
     parser.add_argument("--template", default=None, help="override the trained template")
     parser.add_argument("--verbalizer", default=None, metavar="LABEL=WORD,...")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
 

@@ -87,7 +87,7 @@ class TrainConfig:
     warmup: float = 0.1  # fraction of the steps
     max_grad_norm: float = 1.0
     eval_every: int = 25
-    eval_batch_size: int = 64
+    eval_batch_size: int = 32
     max_eval_examples: int | None = 200
     max_test_examples: int | None = 1000
     patience: int | None = None
