@@ -104,3 +104,29 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path: Path) -> None:
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def test_local_model_directory_and_pair_data(tmp_path: Path, capsys) -> None:
+    """A model saved as a plain HF directory, data with text pairs and a different metric."""
+    from conftest import tiny
+
+    local = tmp_path / "my-model"
+    loaded = tiny("causal")
+    loaded.model.save_pretrained(local)
+    loaded.tokenizer.save_pretrained(local)
+    out = tmp_path / "run"
+    data = str(FIXTURES / "mrpc_like.csv")
+    args = [
+        "train", "--model", str(local), "--data", data, "--text-field", "sentence1",
+        "--text-pair-field", "sentence2", "--metric", "f1", "--method", "pt", "--num-tokens", "4",
+        "--steps", "2", "--batch-size", "4", "--out", str(out), "--quiet",
+    ]  # fmt: skip
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["model"]["name"] == str(local.resolve())
+    assert results["task"]["template"] == "Input 1: {text}\nInput 2: {text_pair}\nLabel:"
+    assert results["best_validation"]["metric"] == "f1"
+    capsys.readouterr()
+    assert main(["predict", "--prompt", str(out / "prompt"), "one\tother", "--json"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["text"] == "one\tother" and line["prediction"] in results["task"]["labels"]

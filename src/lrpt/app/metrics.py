@@ -10,6 +10,7 @@ tasks, macro F1 otherwise; ``macro_f1`` is always reported too.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 from scipy.stats import pearsonr, spearmanr
@@ -41,8 +42,15 @@ def classification_metrics(
         "accuracy": float(accuracy_score(golds, preds)),
         "f1": float(f1),
         "macro_f1": float(macro),
-        "matthews": float(matthews_corrcoef(golds, preds)),
+        "matthews": _matthews(golds, preds),
     }
+
+
+def _matthews(golds: Sequence[int], preds: Sequence[int]) -> float:
+    """Matthews correlation; 0.0 when undefined (one class only), without sklearn's warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return float(matthews_corrcoef(golds, preds))
 
 
 def regression_metrics(preds: Sequence[float], golds: Sequence[float]) -> dict[str, float]:
