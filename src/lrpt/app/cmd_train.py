@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from lrpt.app.cmd_params import default_encoder
 from lrpt.app.data import METRICS, TASKS, TaskData, load_task, load_user_data
 from lrpt.app.options import add_method_options, method_options, option_types
 from lrpt.app.tasks import DEFAULT_MAX_INPUT_TOKENS, make_objective, task_spec
-from lrpt.app.train import Run, TrainConfig, method_defaults, train
+from lrpt.app.train import Run, TrainConfig, check_out, method_defaults, train
 from lrpt.methods import METHODS, method_class
 from lrpt.methods.base import config_fields
 
@@ -230,12 +231,20 @@ def run(args: argparse.Namespace) -> int:
     from lrpt.model import prompt_model
     from lrpt.models import load_model
 
+    out = Path(args.out).expanduser()
+    check_out(out, args.resume)  # fail before loading anything
     seed, options = seed_and_options(args)
     cfg = train_config(args, seed)
     method_class(args.method).config_class(**options)  # bad options fail before loading
     task = load_data(args)
     num_labels = 1 if is_regression(task.metric) else len(task.labels)
     loaded = load_model(args.model, num_labels=num_labels)
+    if loaded.family != "encoder":  # only encoder classifiers have a head
+        if args.head_lr is not None:
+            raise ValueError(
+                f"--head-lr is for encoder classifiers; {args.model!r} is {loaded.family}"
+            )
+        cfg = dataclasses.replace(cfg, head_lr=None)
     spec = task_spec(
         task,
         loaded.family,
@@ -250,7 +259,6 @@ def run(args: argparse.Namespace) -> int:
         args.method, loaded.model, loaded.tokenizer, encoder=encoder, seed=seed, **options
     )
     model = {"name": model_source(args.model), "family": loaded.family, "encoder": encoder_key}
-    out = Path(args.out).expanduser()
     results = train(
         Run(pm, objective, task, cfg, out, model), resume=args.resume, progress=not args.quiet
     )

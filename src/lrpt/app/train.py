@@ -250,12 +250,8 @@ def run_identity(run: Run) -> dict[str, Any]:
     }
 
 
-def prepare_out(out: Path, resume: bool) -> bool:
-    """Create ``out``; → whether a checkpoint to resume from exists.
-
-    Raises:
-        FileExistsError: ``out`` exists, is not empty and ``resume`` is False.
-    """
+def check_out(out: Path, resume: bool) -> None:
+    """Raise ``FileExistsError`` if ``out`` exists, is not empty and ``resume`` is False."""
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {str(out)!r} exists and is not a directory")
     if not resume and out.exists() and any(out.iterdir()):
@@ -263,6 +259,11 @@ def prepare_out(out: Path, resume: bool) -> bool:
             f"output directory {str(out)!r} already exists: pass --resume to continue its run, "
             "or choose a new --out"
         )
+
+
+def prepare_out(out: Path, resume: bool) -> bool:
+    """Create ``out`` (see :func:`check_out`); → whether a checkpoint to resume from exists."""
+    check_out(out, resume)
     out.mkdir(parents=True, exist_ok=True)
     return resume and (out / CHECKPOINT).is_file()
 
