@@ -157,7 +157,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_training_arguments(parser)
     add_method_options(parser)
     if "seed" not in option_types():  # else the method option --seed is the training seed too
-        parser.add_argument("--seed", dest="opt_seed", type=int, default=None)
+        parser.add_argument(
+            "--seed",
+            dest="opt_seed",
+            type=int,
+            default=None,
+            metavar="S",
+            help="seeds torch, random, numpy, the data order and the method's "
+            "initialisation (default 0)",
+        )
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
