@@ -193,3 +193,31 @@ def test_resume_in_process_matches_uninterrupted(tmp_path: Path) -> None:
     )
     for key in ("test", "best_validation", "train_loss", "validation_history", "zero_shot_test"):
         assert resumed[key] == full[key], key
+
+
+def ratings() -> TaskData:
+    """A toy regression task: the rating is the number of exclamation marks."""
+    rows = [Example(f"fine{'!' * (i % 4)}", str(i % 4)) for i in range(24)]
+    return TaskData("rate", rows[:16], rows[16:20], rows[20:], ["0", "1", "2", "3"], "pearson",
+                    "Text: {text}\nScore:")  # fmt: skip
+
+
+@pytest.mark.parametrize("family", ["causal", "encoder"])
+def test_regression(tmp_path: Path, family: str) -> None:
+    task = ratings()
+    loaded = tiny(family)
+    if family == "encoder":  # one output: the rating
+        from transformers import BertForSequenceClassification
+
+        config = loaded.model.config
+        config.num_labels = 1
+        loaded.model = BertForSequenceClassification(config).eval()
+    pm = lrpt.prompt_model("pt", loaded.model, loaded.tokenizer, num_tokens=2)
+    spec = task_spec(task, family)
+    assert spec.objective == ("head" if family == "encoder" else "generate")
+    objective = make_objective(spec, loaded.tokenizer, family, loaded.model.config)
+    config = TrainConfig(steps=2, batch_size=4, eval_every=2, lr=1e-2)
+    model = {"name": loaded.name, "family": family, "encoder": None}
+    results = train(Run(pm, objective, task, config, tmp_path / "out", model), progress=False)
+    assert set(results["test"]) == {"pearson", "spearman"}
+    assert results["best_validation"]["metric"] == "pearson"
