@@ -93,7 +93,7 @@ def test_train_config_errors() -> None:
 
 def test_method_defaults_cover_the_registry() -> None:
     assert set(METHODS) <= set(METHOD_DEFAULTS)
-    assert method_defaults("pt")["lr"] == 3e-2
+    assert method_defaults("pt")["lr"] == 1e-2
     assert method_defaults("some-new-method")["lr"] > 0
 
 

@@ -56,14 +56,14 @@ CHECKPOINT_VERSION = 1
 COMMON_DEFAULTS: dict[str, float] = {"weight_decay": 1e-5, "warmup": 0.1, "head_lr": 1e-3}
 FALLBACK_DEFAULTS: dict[str, float] = {"lr": 1e-2}
 METHOD_DEFAULTS: dict[str, dict[str, float]] = {
-    "pt": {"lr": 3e-2},
-    "dpt": {"lr": 3e-2},
-    "lopt1": {"lr": 3e-2},
+    "pt": {"lr": 1e-2},
+    "dpt": {"lr": 1e-2},
+    "lopt1": {"lr": 1e-2},
     "lopt2": {"lr": 1e-2},
     "ulpt": {"lr": 1e-1},
     "residual": {"lr": 1e-2},
-    "dept": {"lr": 3e-2},
-    "ept": {"lr": 3e-2},
+    "dept": {"lr": 1e-2},
+    "ept": {"lr": 1e-2},
     "lopa": {"lr": 1e-3},
     "idpg": {"lr": 1e-3},
 }
@@ -81,7 +81,7 @@ class TrainConfig:
     steps: int = 100
     batch_size: int = 16
     grad_accum: int = 1
-    lr: float = 3e-2
+    lr: float = 1e-2
     head_lr: float | None = None  # encoder classifiers' head; None: lr
     weight_decay: float = 1e-5
     warmup: float = 0.1  # fraction of the steps
