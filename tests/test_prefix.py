@@ -111,3 +111,12 @@ def test_greedy_generate_equals_naive_generate(key: str) -> None:
     naive = pm.generate(ids, mask, max_new_tokens=8, do_sample=False)
     assert fast.shape == naive.shape
     assert torch.equal(fast, naive)
+
+
+def test_prompt_built_in_inference_mode_is_served() -> None:
+    loaded = tiny("causal")
+    with torch.inference_mode():
+        pm = lrpt.prompt_model("pt", loaded.model, loaded.tokenizer, num_tokens=3).eval()
+        batch = loaded.tokenizer(TEXTS, return_tensors="pt", padding=True)
+        first = pm(**batch, logits_to_keep=1).logits
+        assert pm(**batch, logits_to_keep=1).logits.equal(first)

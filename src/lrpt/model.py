@@ -391,7 +391,7 @@ class PromptedModel(nn.Module):
             return run_prefix(self.model, self.method.prompt(1), lead_id)
         weight = self.model.get_input_embeddings().weight
         tensors = [*self.method.parameters(), *self.method.buffers()]
-        versions = tuple((id(t), t._version) for t in tensors)
+        versions = tuple((id(t), _version(t)) for t in tensors)
         key = (weight.device, weight.dtype, self.training, versions)
         cached = self._prefix_cache.get(with_lead)
         if cached is None or cached[0] != key:
@@ -461,6 +461,15 @@ class PromptedModel(nn.Module):
         return greedy_with_prefix(
             self.model, embeds, rest_mask, lead_cols, prefix, max_new_tokens, eos, pad
         )
+
+
+def _version(tensor: torch.Tensor) -> int:
+    """The tensor's in-place modification counter; −1 for inference tensors, which have none
+    (and cannot be modified outside inference mode)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return -1
 
 
 def _gather_tokens(values: torch.Tensor, src: torch.Tensor, n: int, fill: int) -> torch.Tensor:
