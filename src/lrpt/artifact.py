@@ -48,7 +48,7 @@ from transformers import PreTrainedModel
 
 from lrpt.errors import LrptError
 from lrpt.methods import METHODS, InitContext, ModelDims, PromptMethod, make_config, method_class
-from lrpt.methods.base import config_fields
+from lrpt.methods.base import changes_input, config_fields
 from lrpt.model import InputEncoder, PromptedModel, build_method, family_of
 
 FORMAT_VERSION = 1
@@ -196,13 +196,6 @@ def frozen_specs(method: PromptMethod) -> dict[str, dict[str, Any]]:
         name: _spec(t) | {"sha256": embedding_fingerprint(t)}
         for name, t in sorted(frozen_tensors(method).items())
     }
-
-
-def changes_input(method: type[PromptMethod] | PromptMethod) -> bool:
-    """Whether the method adds an update to the input token embeddings (overrides
-    :meth:`PromptMethod.input_update`, whose contract default is "no update")."""
-    cls = method if isinstance(method, type) else type(method)
-    return cls.input_update is not PromptMethod.input_update
 
 
 # a JSON list of numbers laid out one per line by json.dumps(indent=...); newlines inside JSON

@@ -30,6 +30,7 @@ import torch
 
 import lrpt
 from lrpt.bank import PromptBank
+from lrpt.methods.base import changes_input
 from lrpt.model import IGNORE
 
 Step = Callable[[], float | None]
@@ -182,7 +183,8 @@ def training_variants(
     variants = []
     for key in methods:
         cls = lrpt.METHODS[key]
-        opts = {"num_tokens": num_tokens} if key not in ("dept", "ept") else {}
+        # methods that also update the input embeddings keep their budget-matched short prompt
+        opts = {} if changes_input(cls) else {"num_tokens": num_tokens}
         encoder = None
         if not cls.static:
             enc = lrpt.load_model(default_encoder(base.name), family="base")

@@ -142,3 +142,10 @@ class PromptMethod(nn.Module):
 def config_fields(config_class: type) -> dict[str, dataclasses.Field]:
     """The config dataclass's fields by name."""
     return {f.name: f for f in dataclasses.fields(config_class)}
+
+
+def changes_input(method: type[PromptMethod] | PromptMethod) -> bool:
+    """Whether the method adds an update to the input token embeddings (overrides
+    :meth:`PromptMethod.input_update`, whose contract default is "no update")."""
+    cls = method if isinstance(method, type) else type(method)
+    return cls.input_update is not PromptMethod.input_update
