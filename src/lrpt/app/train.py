@@ -44,6 +44,7 @@ from tqdm import tqdm
 from lrpt.app.data import Example, TaskData
 from lrpt.app.evaluate import Unprompted, evaluate, subset
 from lrpt.app.tasks import Objective
+from lrpt.fileio import atomic_write_text
 from lrpt.model import PromptedModel
 
 CHECKPOINT = "checkpoint.pt"
@@ -230,10 +231,7 @@ def write_atomic(path: Path, write: Any) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    def write(tmp: str) -> None:
-        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
-
-    write_atomic(path, write)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def run_identity(run: Run) -> dict[str, Any]:
