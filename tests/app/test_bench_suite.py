@@ -121,6 +121,7 @@ def write_suite(tmp_path: Path, text: str) -> Path:
         ('[[run]]\nname = "a"\nmethod = "pt"\nstpes = 5\n', "unrecognized arguments: --stpes"),
         ('[[run]]\nname = "a"\nmethod = "nope"\n', "invalid choice: 'nope'"),
         ('[[run]]\nname = "a"\nmethod = "pt"\nseeds = [0.5]\n', "seeds must be a list"),
+        ('[[run]]\nname = "a"\nmethod = "pt"\nstage = -1\n', "stage must be an integer ≥ 0"),
         ('[[run]]\nname = "a"\nmethod = "pt"\ntasks = ["no/such.csv"]\n', "neither a built-in"),
     ],
 )
@@ -136,6 +137,19 @@ def test_load_suite_unknown_table(tmp_path: Path) -> None:
         load_suite(path)
 
 
+def test_stage_orders_before_seed(tmp_path: Path) -> None:
+    text = (
+        'seeds = [0, 1]\n[[run]]\nname = "late"\nmethod = "pt"\nstage = 1\n'
+        '[[run]]\nname = "early"\nmethod = "pt"\n[[run]]\nname = "also"\nmethod = "pt"\n'
+    )
+    suite = load_suite(write_suite(tmp_path, text))
+    assert [run.id for run in suite.runs] == [
+        "mr/early/seed0", "mr/also/seed0", "mr/early/seed1", "mr/also/seed1",
+        "mr/late/seed0", "mr/late/seed1",
+    ]  # fmt: skip
+    assert all(run.training == {"model": "tiny-llama"} for run in suite.runs)
+
+
 def test_quick_suite() -> None:
     suite = load_suite(SUITES / "quick.toml")
     assert [run.method for run in suite.runs] == list(METHODS)  # every method once
@@ -146,10 +160,16 @@ def test_quick_suite() -> None:
 def test_paper_suite() -> None:
     suite = load_suite(SUITES / "paper.toml")
     configs = {run.config: run for run in suite.runs}
-    assert len(configs) == 18 and len(suite.runs) == 18 * 2 * 3
-    assert {run.method for run in suite.runs} == set(METHODS)
-    assert [run.seed for run in suite.runs[:36]] == [0] * 36  # seed-major: one full seed first
-    assert {run.task for run in suite.runs[:36]} == {"mr", "bbc"}
+    assert len(configs) == 18 and len(suite.runs) == 10 * 2 * 3 + 8 * 1 * 3
+    core = suite.runs[:60]  # stage 0: the ten methods on both tasks, every seed
+    assert [run.method for run in core[:10]] == list(METHODS)
+    assert {(run.method, run.task, run.seed) for run in core} == {
+        (method, task, seed) for method in METHODS for task in ("mr", "bbc") for seed in (0, 1, 2)
+    }
+    assert [run.seed for run in core] == [0] * 20 + [1] * 20 + [2] * 20  # seed-major
+    assert {run.task for run in suite.runs[60:]} == {"mr"}  # stage 1: the comparisons, on mr
+    assert [run.seed for run in suite.runs[60:]] == [0] * 8 + [1] * 8 + [2] * 8
+    assert all("stage" not in run.training for run in suite.runs)
 
     def params(config: str) -> int:
         run = configs[config]

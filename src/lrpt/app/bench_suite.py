@@ -18,7 +18,9 @@ A suite is a TOML file (``bench/suites/NAME.toml``)::
 
 Each configuration runs on each of its tasks with each of its seeds. The runs are ordered seed by
 seed (every configuration and task with the first seed, then the second seed, ...), so that a
-suite stopped half-way already has a complete single-seed table. Run ``TASK/NAME/seedK`` trains in
+suite stopped half-way already has a complete single-seed table. An entry's ``stage = K``
+(default 0) puts it after every entry of a lower stage, all seeds included: the core comparison
+completes before the extra configurations start. Run ``TASK/NAME/seedK`` trains in
 ``RESULTS/SUITE/TASK/NAME/seedK/``, the ``lrpt train --out`` layout (``prompt/``,
 ``results.json``, ``checkpoint.pt``), through a child process ``python -m lrpt.app.cli train
 ... --resume``: the same construction path as the command line, an interrupted run continues
@@ -66,6 +68,8 @@ _SUITE_KEYS = {"description", "defaults", "run"}
 _ENTRY_KEYS = {"name", "method", "options"}
 # lrpt train flags the runner sets itself
 _RUNNER_FLAGS = {"out", "resume", "quiet", "seed", "task", "data", "method"}
+# what a run is and when it runs, not how it trains
+_ORDER_KEYS = {"tasks", "seeds", "stage"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _FLAG_VALUE = (str, int, float, bool)
 
@@ -190,10 +194,16 @@ def _check_settings(where: str, table: dict[str, Any]) -> None:
             ok = isinstance(value, list) and value and all(isinstance(v, str) for v in value)
         elif key == "seeds":
             ok = isinstance(value, list) and value and all(type(v) is int and v >= 0 for v in value)
+        elif key == "stage":
+            ok = type(value) is int and value >= 0
         else:
             ok = isinstance(value, _FLAG_VALUE)
         if not ok:
-            kind = {"tasks": "a list of task names", "seeds": "a list of integers ≥ 0"}
+            kind = {
+                "tasks": "a list of task names",
+                "seeds": "a list of integers ≥ 0",
+                "stage": "an integer ≥ 0",
+            }
             raise ValueError(f"{where}: {key} must be {kind.get(key, 'a single value')}")
 
 
@@ -215,11 +225,11 @@ def _check_entry(where: str, entry: dict[str, Any], taken: set[str]) -> str:
 
 
 def _expand(where: str, configs: list[tuple[str, dict[str, Any]]]) -> list[SuiteRun]:
-    """Configurations × their tasks × their seeds, seed-major (then task, then suite order)."""
-    runs: list[tuple[tuple[int, int, int], SuiteRun]] = []
+    """Configurations × their tasks × their seeds: by stage, seed, task, then suite order."""
+    runs: list[tuple[tuple[int, int, int, int], SuiteRun]] = []
     tasks: list[str] = []
     for index, (name, merged) in enumerate(configs):
-        training = {k: v for k, v in merged.items() if k not in _ENTRY_KEYS | {"tasks", "seeds"}}
+        training = {k: v for k, v in merged.items() if k not in _ENTRY_KEYS | _ORDER_KEYS}
         if "tasks" not in merged:
             raise ValueError(f"{where}, {name}: no tasks (set them in [defaults] or the entry)")
         for task, seed in itertools.product(merged["tasks"], merged.get("seeds", [0])):
@@ -228,7 +238,8 @@ def _expand(where: str, configs: list[tuple[str, dict[str, Any]]]) -> list[Suite
             run = SuiteRun(
                 name, merged["method"], task, seed, dict(merged.get("options", {})), training
             )
-            runs.append(((seed, tasks.index(task), index), run))
+            order = (merged.get("stage", 0), seed, tasks.index(task), index)
+            runs.append((order, run))
     return [run for _, run in sorted(runs, key=lambda item: item[0])]
 
 
