@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
 from lrpt.app.cmd_methods import table
 
-README = (Path(__file__).parents[1] / "README.md").read_text()
+ROOT = Path(__file__).parents[1]
+README = (ROOT / "README.md").read_text()
 
 
 def _block(name: str) -> str:
@@ -34,3 +36,15 @@ def test_python_examples_run(tmp_path, monkeypatch) -> None:
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["pm"].num_trainable() == {"method": 328, "head": 0}
     assert namespace["new"].shape[0] == 2
+
+
+def test_suite_tables_are_the_committed_summaries() -> None:
+    """The README's results tables are the suites' summary.md tables, verbatim."""
+    script = ROOT / "scripts" / "readme_tables.py"
+    spec = importlib.util.spec_from_file_location("readme_tables", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for suite in module.SUITES:
+        table = module.summary_table(suite)
+        if table is not None:
+            assert _block(f"{suite}-table") == table, f"{suite}: run python {script.name}"

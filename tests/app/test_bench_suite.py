@@ -225,7 +225,12 @@ def test_tiny_suite_end_to_end(
         ("pt-n8", "pt", 1), ("ulpt-n8-r2", "ulpt", 1)
     ]  # fmt: skip
     assert [r["trainable_params"] for r in rows] == [8 * 64, 8 * 2 + 2 * 64]
-    assert "| topics | ulpt-n8-r2 | `ulpt` | 1 |" in (root / "summary.md").read_text()
+    summary_md = (root / "summary.md").read_text()
+    assert "| topics | ulpt-n8-r2 | `ulpt` | 1 |" in summary_md
+    assert (  # the suite's claim: 8·2 + 2·64 = 144 of pt's 8·64 = 512 parameters
+        "| ulpt needs ≤ 30 % of pt's parameters | topics | ulpt-n8-r2 | pt-n8 | trainable_params "
+        "| 144 | 512 | 0.281 (need ≤ 0.3) | holds |"
+    ) in summary_md
     assert (root / "summary.png").is_file() == (importlib.util.find_spec("matplotlib") is not None)
     capsys.readouterr()
 
@@ -236,6 +241,11 @@ def test_tiny_suite_end_to_end(
     monkeypatch.setattr(bench_suite, "run_child", no_training)
     assert main(command) == 0
     assert capsys.readouterr().err.count("finished before, skipped") == 2
+    for name in ("summary.json", "summary.md"):
+        (root / name).unlink()
+    assert main([*command, "--summarize"]) == 0  # rewrites the summaries, trains nothing
+    assert "2 summary rows" in capsys.readouterr().out
+    assert (root / "summary.md").read_text() == summary_md
 
     # a run without run.json (killed before it finished) resumes from its checkpoint
     monkeypatch.undo()

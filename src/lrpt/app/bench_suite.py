@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lrpt.app import bench_claims
 from lrpt.fileio import atomic_write_text
 
 SUITES_DIR = Path("bench/suites")
@@ -64,7 +65,7 @@ RUN_RECORD = "run.json"
 TRAIN_LOG = "train.log"
 SUMMARY_FILES = ("summary.json", "summary.md", "summary.png")
 
-_SUITE_KEYS = {"description", "defaults", "run"}
+_SUITE_KEYS = {"description", "defaults", "run", "claim"}
 _ENTRY_KEYS = {"name", "method", "options"}
 # lrpt train flags the runner sets itself
 _RUNNER_FLAGS = {"out", "resume", "quiet", "seed", "task", "data", "method"}
@@ -123,6 +124,14 @@ class Suite:
     name: str
     description: str
     runs: list[SuiteRun]
+    claims: list[bench_claims.Claim] = field(default_factory=list)
+
+    def planned_seeds(self) -> dict[str, int]:
+        """Configuration → the number of seeds it runs with (on each of its tasks)."""
+        seeds: dict[str, set[int]] = {}
+        for run in self.runs:
+            seeds.setdefault(run.config, set()).add(run.seed)
+        return {config: len(s) for config, s in seeds.items()}
 
 
 def is_builtin(task: str) -> bool:
@@ -176,7 +185,8 @@ def load_suite(path: str | os.PathLike) -> Suite:
         configs.append((name, defaults | entry))
     runs = _expand(where, configs)
     _validate(where, runs)
-    return Suite(path.stem, str(data.get("description", "")), runs)
+    claims = bench_claims.parse_claims(where, data.get("claim", []), {c[0] for c in configs})
+    return Suite(path.stem, str(data.get("description", "")), runs, claims)
 
 
 def _check_keys(where: str, table: dict[str, Any], allowed: set[str]) -> None:
@@ -528,7 +538,8 @@ def markdown(suite: Suite, rows: list[dict[str, Any]], records: list[dict[str, A
             f"| {row['trainable_params']:,} | {row['artifact_bytes'] / 1024:,.1f} KiB "
             f"| {row['sec_per_step']:.2f} | {rss} |"
         )
-    return "\n".join(lines)
+    claims = bench_claims.evaluate(suite.claims, rows, suite.planned_seeds())
+    return "\n".join(lines + bench_claims.markdown(claims))
 
 
 def plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> bool:
@@ -600,12 +611,20 @@ def status_lines(suite: Suite, results_dir: Path) -> list[str]:
     return [*lines, f"{done} of {len(suite.runs)} runs finished"]
 
 
-def run_command(name: str, results_dir: Path | None, *, list_only: bool = False) -> int:
-    """``lrpt bench --suite NAME [--results-dir DIR] [--list]``; → the exit code."""
+def run_command(
+    name: str, results_dir: Path | None, *, list_only: bool = False, summarize_only: bool = False
+) -> int:
+    """``lrpt bench --suite NAME [--results-dir DIR] [--list | --summarize]``; → the exit code."""
     suite = load_suite(suite_path(name))
     results_dir = RESULTS_DIR if results_dir is None else results_dir
     if list_only:
         print("\n".join(status_lines(suite, results_dir)))
+        return 0
+    if summarize_only:
+        root = results_dir / suite.name
+        rows = write_summary(suite, root)
+        where = f"{root}/{{{','.join(SUMMARY_FILES)}}}" if rows else "nothing: no finished run"
+        print(f"{len(rows)} summary rows; written: {where}")
         return 0
     outcome = run_suite(suite, results_dir, log=lambda line: print(line, file=sys.stderr))
     root = results_dir / suite.name

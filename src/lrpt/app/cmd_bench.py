@@ -36,14 +36,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     suite.add_argument(
         "--list", action="store_true", help="list the suite's runs (finished or pending) only"
     )
+    suite.add_argument(
+        "--summarize",
+        action="store_true",
+        help="rewrite the suite's summary files from its finished runs; train nothing",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.suite is not None:
         from lrpt.app.bench_suite import run_command
 
-        return run_command(args.suite, args.results_dir, list_only=args.list)
-    for flag, value in (("--results-dir", args.results_dir), ("--list", args.list)):
+        if args.list and args.summarize:
+            raise ValueError("--list and --summarize exclude each other")
+        return run_command(
+            args.suite, args.results_dir, list_only=args.list, summarize_only=args.summarize
+        )
+    for flag, value in (
+        ("--results-dir", args.results_dir),
+        ("--list", args.list),
+        ("--summarize", args.summarize),
+    ):
         if value:
             raise ValueError(f"{flag} goes with --suite")
     return run_speed_mode(args)

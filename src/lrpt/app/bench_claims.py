@@ -1,0 +1,155 @@
+"""A suite's claims: papers' statements checked against its summary rows.
+
+A claim compares one configuration with a baseline configuration of the same suite, task by
+task, as the ratio of one summary measure::
+
+    [[claim]]
+    text = "ULPT r = 2 keeps ≥ 97 % of pt's accuracy"   # the paper's statement, in words
+    config = "ulpt-n100-r2"
+    baseline = "pt-n100"
+    measure = "mean"          # mean (test metric), sec_per_step, trainable_params, peak_rss_mb
+    at_least = 0.97           # the claim holds when config / baseline ≥ 0.97 (or: at_most = ...)
+
+For every task on which both configurations have finished runs, :func:`evaluate` gives the two
+values, their ratio and the verdict (``holds`` or ``fails``), with the seeds each value rests on:
+a verdict over fewer seeds than the suite plans is marked as provisional in the table. No
+statistical test is made: the table shows the standard deviations beside the verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MEASURES = ("mean", "sec_per_step", "trainable_params", "peak_rss_mb")
+_KEYS = {"text", "config", "baseline", "measure", "at_least", "at_most"}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """``config / baseline`` of ``measure`` is at least ``at_least`` or at most ``at_most``."""
+
+    text: str
+    config: str
+    baseline: str
+    measure: str = "mean"
+    at_least: float | None = None
+    at_most: float | None = None
+
+    def holds(self, ratio: float) -> bool:
+        if self.at_least is not None:
+            return ratio >= self.at_least
+        return ratio <= self.at_most  # type: ignore[operator]
+
+    @property
+    def bound(self) -> str:
+        if self.at_least is not None:
+            return f"≥ {self.at_least:g}"
+        return f"≤ {self.at_most:g}"
+
+
+def parse_claims(where: str, entries: Any, configs: set[str]) -> list[Claim]:
+    """The suite's ``[[claim]]`` tables, checked against its configuration names.
+
+    Raises:
+        ValueError: a missing or unknown key, an unknown configuration or measure, a bad bound.
+    """
+    if not isinstance(entries, list):
+        raise ValueError(f"{where}: claims must be [[claim]] tables")
+    claims = []
+    for i, entry in enumerate(entries, 1):
+        at = f"{where} [[claim]] #{i}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{at}: must be a table")
+        unknown = sorted(set(entry) - _KEYS)
+        if unknown:
+            raise ValueError(f"{at}: unknown key(s) {', '.join(unknown)}")
+        for key in ("text", "config", "baseline"):
+            if not isinstance(entry.get(key), str) or not entry[key]:
+                raise ValueError(f"{at}: {key} must be a non-empty string")
+        for key in ("config", "baseline"):
+            if entry[key] not in configs:
+                raise ValueError(f"{at}: {key} {entry[key]!r} is not a [[run]] name of the suite")
+        measure = entry.get("measure", "mean")
+        if measure not in MEASURES:
+            raise ValueError(f"{at}: measure must be one of {', '.join(MEASURES)}, got {measure!r}")
+        bounds = [k for k in ("at_least", "at_most") if k in entry]
+        if len(bounds) != 1:
+            raise ValueError(f"{at}: give exactly one of at_least, at_most")
+        value = entry[bounds[0]]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ValueError(f"{at}: {bounds[0]} must be a number > 0, got {value!r}")
+        claims.append(Claim(**{**entry, bounds[0]: float(value)}))
+    return claims
+
+
+def evaluate(
+    claims: list[Claim], rows: list[dict[str, Any]], planned: dict[str, int]
+) -> list[dict[str, Any]]:
+    """One result per claim and task where both configurations have a summary row.
+
+    ``planned`` maps a configuration to the number of seeds the suite gives it.
+    """
+    by_key = {(row["task"], row["config"]): row for row in rows}
+    tasks = list(dict.fromkeys(row["task"] for row in rows))
+    results = []
+    for claim in claims:
+        for task in tasks:
+            ours, base = by_key.get((task, claim.config)), by_key.get((task, claim.baseline))
+            if ours is None or base is None:
+                continue
+            value, reference = ours[claim.measure], base[claim.measure]
+            if value is None or not reference:
+                continue
+            ratio = value / reference
+            results.append(
+                {
+                    "text": claim.text,
+                    "task": task,
+                    "config": claim.config,
+                    "baseline": claim.baseline,
+                    "measure": claim.measure,
+                    "value": value,
+                    "value_std": ours["std"] if claim.measure == "mean" else None,
+                    "reference": reference,
+                    "reference_std": base["std"] if claim.measure == "mean" else None,
+                    "ratio": ratio,
+                    "bound": claim.bound,
+                    "holds": claim.holds(ratio),
+                    "n_seeds": min(ours["n_seeds"], base["n_seeds"]),
+                    "planned_seeds": min(planned[claim.config], planned[claim.baseline]),
+                }
+            )
+    return results
+
+
+def _value(value: float, std: float | None, measure: str) -> str:
+    if measure == "trainable_params":
+        return f"{value:,.0f}"
+    text = f"{value:.3f}" if measure == "mean" else f"{value:,.2f}"
+    return text if std is None else f"{text} ± {std:.3f}"
+
+
+def markdown(results: list[dict[str, Any]]) -> list[str]:
+    """The claims table (empty list when no claim can be evaluated yet)."""
+    if not results:
+        return []
+    lines = [
+        "",
+        "Claims (config / baseline; a verdict on fewer seeds than planned is marked *):",
+        "",
+        "| claim | task | config | baseline | measure | config value | baseline value | ratio "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        verdict = "holds" if r["holds"] else "fails"
+        if r["n_seeds"] < r["planned_seeds"]:
+            verdict += f"* ({r['n_seeds']} seed{'s' if r['n_seeds'] > 1 else ''})"
+        lines.append(
+            f"| {r['text']} | {r['task']} | {r['config']} | {r['baseline']} | {r['measure']} "
+            f"| {_value(r['value'], r['value_std'], r['measure'])} "
+            f"| {_value(r['reference'], r['reference_std'], r['measure'])} "
+            f"| {r['ratio']:.3f} (need {r['bound']}) | {verdict} |"
+        )
+    return lines

@@ -1,0 +1,79 @@
+"""Suite claims: parsing, evaluation against summary rows, the markdown table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lrpt.app.bench_claims import Claim, evaluate, markdown, parse_claims
+from lrpt.app.bench_suite import load_suite
+
+CONFIGS = {"ulpt", "pt", "pt-n3"}
+
+
+def row(task: str, config: str, mean: float, *, std: float | None = None, **extra) -> dict:
+    return {"task": task, "config": config, "mean": mean, "std": std, "n_seeds": 3,
+            "trainable_params": 1, "sec_per_step": 1.0, "peak_rss_mb": None} | extra  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"config": "ulpt", "baseline": "pt", "at_least": 1}, "text must be a non-empty string"),
+        ({"text": "t", "config": "nope", "baseline": "pt", "at_least": 1}, "config 'nope' is not"),
+        ({"text": "t", "config": "ulpt", "baseline": "pt"}, "exactly one of at_least, at_most"),
+        ({"text": "t", "config": "ulpt", "baseline": "pt", "at_least": 1, "at_most": 2},
+         "exactly one of"),
+        ({"text": "t", "config": "ulpt", "baseline": "pt", "at_most": 0}, "at_most must be"),
+        ({"text": "t", "config": "ulpt", "baseline": "pt", "at_most": True}, "at_most must be"),
+        ({"text": "t", "config": "ulpt", "baseline": "pt", "measure": "acc", "at_most": 1},
+         "measure must be one of mean, sec_per_step"),
+        ({"text": "t", "config": "ulpt", "baseline": "pt", "at_most": 1, "bound": 2},
+         "unknown key\\(s\\) bound"),
+    ],
+)  # fmt: skip
+def test_parse_errors(entry: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_claims("suite 's'", [entry], CONFIGS)
+
+
+def test_evaluate_ratios_verdicts_and_seeds() -> None:
+    claims = [
+        Claim("keeps 97 %", "ulpt", "pt", at_least=0.97),
+        Claim("beats equal budget", "ulpt", "pt-n3", at_least=1.0),
+        Claim("faster", "ulpt", "pt", measure="sec_per_step", at_most=0.86),
+    ]
+    rows = [
+        row("mr", "pt", 0.80, std=0.01, sec_per_step=2.0),
+        row("mr", "ulpt", 0.78, std=0.02, sec_per_step=1.5),
+        row("bbc", "pt", 0.90, n_seeds=1),
+        row("bbc", "ulpt", 0.72, n_seeds=2),
+        row("mr", "pt-n3", 0.79),
+    ]
+    results = evaluate(claims, rows, {"ulpt": 3, "pt": 3, "pt-n3": 3})
+    got = [(r["text"], r["task"], round(r["ratio"], 4), r["holds"], r["n_seeds"]) for r in results]
+    assert got == [
+        ("keeps 97 %", "mr", 0.975, True, 3),
+        ("keeps 97 %", "bbc", 0.8, False, 1),
+        ("beats equal budget", "mr", 0.9873, False, 3),  # bbc has no pt-n3 row: no result
+        ("faster", "mr", 0.75, True, 3),
+        ("faster", "bbc", 1.0, False, 1),
+    ]
+    lines = markdown(results)
+    assert lines[5] == (
+        "| keeps 97 % | mr | ulpt | pt | mean | 0.780 ± 0.020 | 0.800 ± 0.010 "
+        "| 0.975 (need ≥ 0.97) | holds |"
+    )
+    assert lines[6].endswith("| 0.800 (need ≥ 0.97) | fails* (1 seed) |")
+    assert lines[8].endswith("| 1.50 | 2.00 | 0.750 (need ≤ 0.86) | holds |")
+    assert markdown([]) == []
+
+
+def test_paper_suite_claims_name_its_configs() -> None:
+    suite = load_suite(Path(__file__).parents[2] / "bench/suites/paper.toml")
+    names = {run.config for run in suite.runs}
+    assert len(suite.claims) == 15
+    assert all({c.config, c.baseline} <= names for c in suite.claims)
+    ulpt = next(c for c in suite.claims if c.measure == "trainable_params")
+    assert (ulpt.config, ulpt.baseline, ulpt.at_most) == ("ulpt-n100-r2", "pt-n100", 0.03)
