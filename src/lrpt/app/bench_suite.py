@@ -550,6 +550,7 @@ def plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> bool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter
     except ImportError:
         return False
     tasks = list(dict.fromkeys(row["task"] for row in rows))
@@ -582,14 +583,19 @@ def plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> bool:
             title=task,
             ylabel=f"test {task_rows[0]['metric']} (mean ± std over seeds)",
         )
-        ax.margins(x=0.12, y=0.08)
+        ax.xaxis.set_minor_formatter(NullFormatter())  # powers of ten only: no overlapping labels
+        ax.margins(x=0.22, y=0.08)
         ax.grid(True, which="both", alpha=0.3)
-        handles = dict(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
-        ax.legend(handles.values(), handles.keys(), fontsize=8)
+    handles: dict[str, Any] = {}  # one legend for every panel, outside them (off the points)
+    for ax in axes[0]:
+        handles |= dict(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+    axes[0][-1].legend(
+        handles.values(), handles.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1)
+    )
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return True
 
