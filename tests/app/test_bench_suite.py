@@ -160,7 +160,7 @@ def test_quick_suite() -> None:
 def test_paper_suite() -> None:
     suite = load_suite(SUITES / "paper.toml")
     configs = {run.config: run for run in suite.runs}
-    assert len(configs) == 18 and len(suite.runs) == 10 * 2 * 3 + 8 * 1 * 3
+    assert len(configs) == 19 and len(suite.runs) == 10 * 2 * 3 + 9 * 1 * 3
     core = suite.runs[:60]  # stage 0: the ten methods on both tasks, every seed
     assert [run.method for run in core[:10]] == list(METHODS)
     assert {(run.method, run.task, run.seed) for run in core} == {
@@ -168,7 +168,7 @@ def test_paper_suite() -> None:
     }
     assert [run.seed for run in core] == [0] * 20 + [1] * 20 + [2] * 20  # seed-major
     assert {run.task for run in suite.runs[60:]} == {"mr"}  # stage 1: the comparisons, on mr
-    assert [run.seed for run in suite.runs[60:]] == [0] * 8 + [1] * 8 + [2] * 8
+    assert [run.seed for run in suite.runs[60:]] == [0] * 9 + [1] * 9 + [2] * 9
     assert all("stage" not in run.training for run in suite.runs)
 
     def params(config: str) -> int:
@@ -181,7 +181,7 @@ def test_paper_suite() -> None:
     # EPT / DePT at the decomposition budget of pt n = 100; EPT's experts come on top
     budget = params("pt-n100")
     assert params("dept-s61-r27") == params("ept-s61-r27-nomulti") == budget == 57_600
-    assert params("ept-s61-r27") == 136_000
+    assert params("ept-s61-r27") == params("ept-s61-r27-nodecomp") == 136_000
     # the same n: pt / dpt / lopt / ulpt at 100, pt / lopt at 20, pt / lopa / idpg at 10
     for n, group in [(100, ["pt-n100", "dpt-n100-b10", "lopt1-n100-r5", "lopt2-n100-r5",
                             "ulpt-n100-r2"]),
