@@ -68,6 +68,12 @@ def test_evaluate_ratios_verdicts_and_seeds() -> None:
     assert lines[6].endswith("| 0.800 (need ≥ 0.97) | fails* (1 seed) |")
     assert lines[8].endswith("| 1.50 | 2.00 | 0.750 (need ≤ 0.86) | holds |")
     assert markdown([]) == []
+    counted = evaluate(
+        [Claim("smaller", "ulpt", "pt", "trainable_params", at_most=1.0)],
+        [row("bbc", "pt", 0.9, n_seeds=1), row("bbc", "ulpt", 0.7)],
+        {"ulpt": 3, "pt": 3},
+    )
+    assert markdown(counted)[-1].endswith("| 1 | 1 | 1.000 (need ≤ 1) | holds |")  # no seed mark
 
 
 def test_paper_suite_claims_name_its_configs() -> None:

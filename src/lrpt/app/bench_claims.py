@@ -12,7 +12,8 @@ task, as the ratio of one summary measure::
 
 For every task on which both configurations have finished runs, :func:`evaluate` gives the two
 values, their ratio and the verdict (``holds`` or ``fails``), with the seeds each value rests on:
-a verdict over fewer seeds than the suite plans is marked as provisional in the table. No
+a verdict over fewer seeds than the suite plans is marked as provisional in the table (except
+on ``trainable_params``, which no seed changes). No
 statistical test is made: the table shows the standard deviations beside the verdict.
 """
 
@@ -144,7 +145,7 @@ def markdown(results: list[dict[str, Any]]) -> list[str]:
     ]
     for r in results:
         verdict = "holds" if r["holds"] else "fails"
-        if r["n_seeds"] < r["planned_seeds"]:
+        if r["n_seeds"] < r["planned_seeds"] and r["measure"] != "trainable_params":
             verdict += f"* ({r['n_seeds']} seed{'s' if r['n_seeds'] > 1 else ''})"
         lines.append(
             f"| {r['text']} | {r['task']} | {r['config']} | {r['baseline']} | {r['measure']} "
