@@ -13,8 +13,8 @@ task, as the ratio of one summary measure::
 For every task on which both configurations have finished runs, :func:`evaluate` gives the two
 values, their ratio and the verdict (``holds`` or ``fails``), with the seeds each value rests on:
 a verdict over fewer seeds than the suite plans is marked as provisional in the table (except
-on ``trainable_params``, which no seed changes). No
-statistical test is made: the table shows the standard deviations beside the verdict.
+on ``trainable_params``, which no seed changes). No statistical test is made: the table shows
+the standard deviations beside the verdict.
 """
 
 from __future__ import annotations
