@@ -12,6 +12,8 @@ import re
 import sys
 from pathlib import Path
 
+from lrpt.fileio import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ("quick", "paper")
 
@@ -22,7 +24,9 @@ def summary_table(suite: str, root: Path = ROOT) -> str | None:
     if not path.exists():
         return None
     lines = path.read_text(encoding="utf-8").splitlines()
-    start = next(i for i, line in enumerate(lines) if " runs finished " in line)
+    start = next((i for i, line in enumerate(lines) if " runs finished " in line), None)
+    if start is None:
+        raise ValueError(f"{path}: no 'N of M runs finished' line; rerun lrpt bench --summarize")
     return "\n".join(lines[start:]).strip()
 
 
@@ -36,7 +40,7 @@ def main() -> int:
             print(f"{suite}: no summary or no README block, left as it is", file=sys.stderr)
             continue
         text = block.sub(lambda m, t=table: f"{m.group(1)}{t}\n{m.group(3)}", text)
-    readme.write_text(text, encoding="utf-8")
+    atomic_write_text(readme, text)
     return 0
 
 

@@ -7,10 +7,11 @@ import torch
 from conftest import tiny
 
 import lrpt
+from lrpt.methods import METHODS
 from lrpt.model import IGNORE
 
 TEXTS = ["a quiet film", "loud and very long, but fun", "ok"]
-STATIC = ["pt", "dpt", "ulpt", "lopt2", "residual", "dept", "ept"]
+STATIC = [key for key, cls in METHODS.items() if cls.static]  # every method, as registered
 
 
 def _prompted(key: str) -> lrpt.PromptedModel:

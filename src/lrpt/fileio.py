@@ -1,4 +1,4 @@
-"""Atomic file writes: a temporary file in the same directory, fsync, then rename."""
+"""Atomic file writes: a temporary file beside the target, fsync, rename, fsync the directory."""
 
 from __future__ import annotations
 
@@ -21,7 +21,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
     return path
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename inside ``directory`` durable (a no-op where directories cannot be opened)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

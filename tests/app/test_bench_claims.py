@@ -12,9 +12,11 @@ from lrpt.app.bench_suite import load_suite
 CONFIGS = {"ulpt", "pt", "pt-n3"}
 
 
-def row(task: str, config: str, mean: float, *, std: float | None = None, **extra) -> dict:
-    return {"task": task, "config": config, "mean": mean, "std": std, "n_seeds": 3,
-            "trainable_params": 1, "sec_per_step": 1.0, "peak_rss_mb": None} | extra  # fmt: skip
+def row(task: str, config: str, values: list, *, seeds: list | None = None, **extra) -> dict:
+    seeds = list(range(len(values))) if seeds is None else seeds
+    return {"task": task, "config": config, "seeds": seeds, "values": values,
+            "n_seeds": len(seeds), "trainable_params": 1, "sec_per_step": 1.0,
+            "peak_rss_mb": None} | extra  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -45,11 +47,11 @@ def test_evaluate_ratios_verdicts_and_seeds() -> None:
         Claim("faster", "ulpt", "pt", measure="sec_per_step", at_most=0.86),
     ]
     rows = [
-        row("mr", "pt", 0.80, std=0.01, sec_per_step=2.0),
-        row("mr", "ulpt", 0.78, std=0.02, sec_per_step=1.5),
-        row("bbc", "pt", 0.90, n_seeds=1),
-        row("bbc", "ulpt", 0.72, n_seeds=2),
-        row("mr", "pt-n3", 0.79),
+        row("mr", "pt", [0.79, 0.80, 0.81], sec_per_step=2.0),
+        row("mr", "ulpt", [0.76, 0.78, 0.80], sec_per_step=1.5),
+        row("bbc", "pt", [0.90]),
+        row("bbc", "ulpt", [0.72, 0.60]),  # seed 1 has no pt run: left out of the mean
+        row("mr", "pt-n3", [0.78, 0.79, 0.80]),
     ]
     results = evaluate(claims, rows, {"ulpt": 3, "pt": 3, "pt-n3": 3})
     got = [(r["text"], r["task"], round(r["ratio"], 4), r["holds"], r["n_seeds"]) for r in results]
@@ -67,13 +69,32 @@ def test_evaluate_ratios_verdicts_and_seeds() -> None:
     )
     assert lines[6].endswith("| 0.800 (need ≥ 0.97) | fails* (1 seed) |")
     assert lines[8].endswith("| 1.50 | 2.00 | 0.750 (need ≤ 0.86) | holds |")
+    assert lines[-1].startswith("s/step ratios compare runs timed in separate processes")
     assert markdown([]) == []
     counted = evaluate(
         [Claim("smaller", "ulpt", "pt", "trainable_params", at_most=1.0)],
-        [row("bbc", "pt", 0.9, n_seeds=1), row("bbc", "ulpt", 0.7)],
+        [row("bbc", "pt", [0.9]), row("bbc", "ulpt", [0.7, 0.7, 0.7])],
         {"ulpt": 3, "pt": 3},
     )
     assert markdown(counted)[-1].endswith("| 1 | 1 | 1.000 (need ≤ 1) | holds |")  # no seed mark
+
+
+def test_evaluate_pairs_seeds_and_refuses_non_positive_baselines() -> None:
+    claim = Claim("better", "ulpt", "pt", at_least=1.0)
+    rows = [
+        row("mr", "pt", [0.5, None, 0.7], seeds=[0, 1, 2]),  # seed 1 has no test value
+        row("mr", "ulpt", [0.6, 0.9, 0.6], seeds=[2, 1, 0]),
+        row("cola", "pt", [-0.1, 0.0]),  # a Matthews correlation can be ≤ 0
+        row("cola", "ulpt", [0.2, 0.3]),
+        row("sst2", "pt", [0.8], seeds=[1]),
+        row("sst2", "ulpt", [0.8], seeds=[0]),  # no seed in common: no result
+    ]
+    results = evaluate([claim], rows, {"ulpt": 3, "pt": 3})
+    mr, cola = results
+    assert (mr["value"], mr["reference"], mr["n_seeds"]) == (0.6, 0.6, 2)
+    assert (mr["ratio"], mr["holds"]) == (1.0, True)
+    assert (cola["ratio"], cola["holds"], cola["reference"]) == (None, None, -0.05)
+    assert markdown(results)[-1].endswith("| — (need ≥ 1) | n/a (baseline ≤ 0)* (2 seeds) |")
 
 
 def test_paper_suite_claims_name_its_configs() -> None:

@@ -65,6 +65,8 @@ def test_train_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "missing: ['science', 'sports']" in capsys.readouterr().err
     assert main(train_args(tmp_path / "new", "--rank", "2")) == 2
     assert "does not use --rank" in capsys.readouterr().err
+    assert main(train_args(tmp_path / "new", "--max-input-tokens", "4")) == 2
+    assert "max_input_tokens must be an integer ≥ 8, got 4" in capsys.readouterr().err
 
 
 def test_data_list(capsys: pytest.CaptureFixture[str]) -> None:

@@ -163,6 +163,14 @@ def test_resume_checks_the_run_settings(tmp_path: Path) -> None:
         train(make_run(tmp_path, steps=2, lr=1e-3), resume=True, progress=False)
 
 
+@pytest.mark.parametrize("content", [b"not a checkpoint", b""])
+def test_resume_from_a_corrupt_checkpoint_names_it(tmp_path: Path, content: bytes) -> None:
+    train(make_run(tmp_path, steps=2, checkpoint_every=1), progress=False)
+    (tmp_path / "out" / CHECKPOINT).write_bytes(content)
+    with pytest.raises(ValueError, match=f"{CHECKPOINT}: not a readable lrpt checkpoint"):
+        train(make_run(tmp_path, steps=2, checkpoint_every=1), resume=True, progress=False)
+
+
 def test_resume_in_process_matches_uninterrupted(tmp_path: Path) -> None:
     """Stop after a checkpoint (by truncating the run), resume: same tensors and results."""
     full = train(make_run(tmp_path / "a", steps=6, checkpoint_every=2), progress=False)

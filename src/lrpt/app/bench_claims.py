@@ -11,14 +11,16 @@ task, as the ratio of one summary measure::
     at_least = 0.97           # the claim holds when config / baseline ≥ 0.97 (or: at_most = ...)
 
 For every task on which both configurations have finished runs, :func:`evaluate` gives the two
-values, their ratio and the verdict (``holds`` or ``fails``), with the seeds each value rests on:
-a verdict over fewer seeds than the suite plans is marked as provisional in the table (except
-on ``trainable_params``, which no seed changes). No statistical test is made: the table shows
+values (test means over the seeds both have finished), their ratio and the verdict (``holds``
+or ``fails``), with the seeds each value rests on: a verdict over fewer seeds than the suite
+plans is marked as provisional in the table (except on ``trainable_params``, which no seed
+changes). No statistical test is made: the table shows
 the standard deviations beside the verdict.
 """
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +91,10 @@ def evaluate(
 ) -> list[dict[str, Any]]:
     """One result per claim and task where both configurations have a summary row.
 
-    ``planned`` maps a configuration to the number of seeds the suite gives it.
+    On ``mean`` the two configurations are compared over the seeds both have a test value for
+    (a paired comparison: a seed that only one of them has finished is left out). A baseline
+    value ≤ 0 gives no ratio (``ratio`` and ``holds`` None). ``planned`` maps a configuration
+    to the number of seeds the suite gives it.
     """
     by_key = {(row["task"], row["config"]): row for row in rows}
     tasks = list(dict.fromkeys(row["task"] for row in rows))
@@ -99,10 +104,11 @@ def evaluate(
             ours, base = by_key.get((task, claim.config)), by_key.get((task, claim.baseline))
             if ours is None or base is None:
                 continue
-            value, reference = ours[claim.measure], base[claim.measure]
-            if value is None or not reference:
+            compared = _compare(claim.measure, ours, base)
+            if compared is None:
                 continue
-            ratio = value / reference
+            value, value_std, reference, reference_std, n_seeds = compared
+            ratio = value / reference if reference > 0 else None
             results.append(
                 {
                     "text": claim.text,
@@ -111,17 +117,42 @@ def evaluate(
                     "baseline": claim.baseline,
                     "measure": claim.measure,
                     "value": value,
-                    "value_std": ours["std"] if claim.measure == "mean" else None,
+                    "value_std": value_std,
                     "reference": reference,
-                    "reference_std": base["std"] if claim.measure == "mean" else None,
+                    "reference_std": reference_std,
                     "ratio": ratio,
                     "bound": claim.bound,
-                    "holds": claim.holds(ratio),
-                    "n_seeds": min(ours["n_seeds"], base["n_seeds"]),
+                    "holds": None if ratio is None else claim.holds(ratio),
+                    "n_seeds": n_seeds,
                     "planned_seeds": min(planned[claim.config], planned[claim.baseline]),
                 }
             )
     return results
+
+
+def _compare(
+    measure: str, ours: dict[str, Any], base: dict[str, Any]
+) -> tuple[float, float | None, float, float | None, int] | None:
+    """(value, its std, reference, its std, seeds) of two summary rows, None if not comparable."""
+    if measure != "mean":
+        value, reference = ours[measure], base[measure]
+        if value is None or reference is None:
+            return None
+        return value, None, reference, None, min(ours["n_seeds"], base["n_seeds"])
+    mine, theirs = _by_seed(ours), _by_seed(base)
+    seeds = sorted(mine.keys() & theirs.keys())
+    if not seeds:
+        return None
+    a, b = [mine[s] for s in seeds], [theirs[s] for s in seeds]
+    return statistics.fmean(a), _std(a), statistics.fmean(b), _std(b), len(seeds)
+
+
+def _by_seed(row: dict[str, Any]) -> dict[int, float]:
+    return {s: v for s, v in zip(row["seeds"], row["values"], strict=True) if v is not None}
+
+
+def _std(values: list[float]) -> float | None:
+    return statistics.stdev(values) if len(values) > 1 else None
 
 
 def _value(value: float, std: float | None, measure: str) -> str:
@@ -144,13 +175,20 @@ def markdown(results: list[dict[str, Any]]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        verdict = "holds" if r["holds"] else "fails"
+        verdict = {True: "holds", False: "fails", None: "n/a (baseline ≤ 0)"}[r["holds"]]
+        ratio = "—" if r["ratio"] is None else f"{r['ratio']:.3f}"
         if r["n_seeds"] < r["planned_seeds"] and r["measure"] != "trainable_params":
             verdict += f"* ({r['n_seeds']} seed{'s' if r['n_seeds'] > 1 else ''})"
         lines.append(
             f"| {r['text']} | {r['task']} | {r['config']} | {r['baseline']} | {r['measure']} "
             f"| {_value(r['value'], r['value_std'], r['measure'])} "
             f"| {_value(r['reference'], r['reference_std'], r['measure'])} "
-            f"| {r['ratio']:.3f} (need {r['bound']}) | {verdict} |"
+            f"| {ratio} (need {r['bound']}) | {verdict} |"
         )
+    if any(r["measure"] == "sec_per_step" for r in results):
+        lines += [
+            "",
+            "s/step ratios compare runs timed in separate processes, at different times; "
+            "`lrpt bench --speed` times methods side by side.",
+        ]
     return lines

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import io
 import itertools
 import json
 import os
@@ -57,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from lrpt.app import bench_claims
-from lrpt.fileio import atomic_write_text
+from lrpt.fileio import atomic_write_bytes, atomic_write_text
 
 SUITES_DIR = Path("bench/suites")
 RESULTS_DIR = Path("bench/results")
@@ -113,8 +114,8 @@ class SuiteRun:
     def argv(self, out: Path) -> list[str]:
         """``lrpt train`` arguments of this run, writing to ``out``."""
         source = "task" if is_builtin(self.task) else "data"
-        flags = {"method": self.method, source: self.task, "seed": self.seed}
-        flags |= self.training | self.options
+        flags = self.training | self.options  # the run's own flags last: nothing overrides them
+        flags |= {"method": self.method, source: self.task, "seed": self.seed}
         args = [f"--{key.replace('_', '-')}={_flag_text(value)}" for key, value in flags.items()]
         return [*args, f"--out={out}", "--resume", "--quiet"]
 
@@ -280,6 +281,12 @@ def _validate(where: str, runs: list[SuiteRun]) -> None:
         misplaced = sorted(set(run.training) & set(options))
         if misplaced:
             raise ValueError(f"{where}, {run.config}: put {', '.join(misplaced)} under options")
+        unknown = sorted(set(run.options) - set(options))
+        if unknown:
+            raise ValueError(
+                f"{where}, {run.config}: options {', '.join(unknown)} are not method options "
+                f"(expected some of {', '.join(sorted(options))})"
+            )
         if "model" not in run.training:
             raise ValueError(f"{where}, {run.config}: no model (set it in [defaults])")
         try:
@@ -595,8 +602,10 @@ def plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> bool:
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
+    atomic_write_bytes(path, image.getvalue())
     return True
 
 

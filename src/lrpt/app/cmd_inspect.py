@@ -11,6 +11,7 @@ and checked against the stored identity.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 from typing import Any
@@ -25,6 +26,7 @@ from lrpt.artifact import (
     read_tensors,
 )
 from lrpt.errors import LrptError
+from lrpt.fileio import atomic_write_bytes
 from lrpt.methods import PromptMethod, method_class
 
 RANK_TOL = 1e-3  # threshold effective rank: singular values above RANK_TOL × the largest
@@ -117,8 +119,10 @@ def _plot(path: str, spec: dict[str, Any], title: str) -> None:
         fontsize=9,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=120)
     plt.close(fig)
+    atomic_write_bytes(path, image.getvalue())
 
 
 def collect(args: argparse.Namespace) -> dict[str, Any]:

@@ -14,7 +14,12 @@ from typing import Any
 from lrpt.app.cmd_params import default_encoder
 from lrpt.app.data import METRICS, TASKS, TaskData, load_task, load_user_data
 from lrpt.app.options import add_method_options, method_options, option_types
-from lrpt.app.tasks import DEFAULT_MAX_INPUT_TOKENS, make_objective, task_spec
+from lrpt.app.tasks import (
+    DEFAULT_MAX_INPUT_TOKENS,
+    check_max_input_tokens,
+    make_objective,
+    task_spec,
+)
 from lrpt.app.train import Run, TrainConfig, check_out, method_defaults, train
 from lrpt.methods import METHODS, method_class
 from lrpt.methods.base import config_fields
@@ -200,6 +205,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 def train_config(args: argparse.Namespace, seed: int) -> TrainConfig:
     """The training config from the flags, per-method defaults filling the unset ones."""
     defaults = method_defaults(args.method)
+    check_max_input_tokens(args.max_input_tokens)  # before any model or data is loaded
 
     def pick(name: str) -> Any:
         value = getattr(args, name)

@@ -49,6 +49,12 @@ DEFAULT_MAX_INPUT_TOKENS = 256
 # --- the task spec -------------------------------------------------------------------------
 
 
+def check_max_input_tokens(value: int) -> None:
+    """Raise ValueError unless ``value`` leaves room for a template and some text (≥ 8)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 8:
+        raise ValueError(f"max_input_tokens must be an integer ≥ 8, got {value!r}")
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """What a trained prompt depends on besides its tensors (JSON-able, stored in the artifact)."""
@@ -66,8 +72,7 @@ class TaskSpec:
             raise ValueError(
                 f"objective must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}"
             )
-        if self.max_input_tokens < 8:
-            raise ValueError(f"max_input_tokens must be ≥ 8, got {self.max_input_tokens}")
+        check_max_input_tokens(self.max_input_tokens)
         check_template(self.template)
         missing = [label for label in self.labels if label not in self.verbalizer]
         if missing and not self.regression:

@@ -27,6 +27,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import random
 import sys
 import tempfile
@@ -286,7 +287,14 @@ def save_checkpoint(run: Run, optimizer: Any, scheduler: Any, state: RunState) -
 def load_checkpoint(run: Run, optimizer: Any, scheduler: Any) -> RunState:
     """Restore a run from ``OUT/checkpoint.pt``; the run's settings must be the saved ones."""
     path = run.out / CHECKPOINT
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ValueError(
+            f"{path}: not a readable lrpt checkpoint ({err}); delete it to start over"
+        ) from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not an lrpt checkpoint (a {type(data).__name__})")
     if data.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path}: checkpoint format {data.get('version')}, expected 1")
     saved, current = json.loads(data["identity"]), run_identity(run)
