@@ -23,3 +23,12 @@ def test_speed_report_is_complete() -> None:
     ratio = report["mixed_vs_single_throughput"]
     assert ratio["min"] <= ratio["median"] <= ratio["max"]
     assert "| vs PEFT prompt tuning |" in markdown(report)
+
+
+def test_speed_flags_are_checked_before_anything_loads(capsys) -> None:
+    from lrpt.app.cli import main
+
+    assert main(["bench", "--speed", "--methods", "pt,nope"]) == 2
+    assert "--methods: unknown method(s) ['nope']" in capsys.readouterr().err
+    assert main(["bench", "--speed", "--rounds", "0"]) == 2
+    assert "--rounds must be ≥ 1, got 0" in capsys.readouterr().err

@@ -200,6 +200,8 @@ def test_suite_not_found(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capture
     assert "suites in bench/suites: paper, quick, tiny" in capsys.readouterr().err
     assert main(["bench", "--speed", "--list"]) == 2
     assert "--list goes with --suite" in capsys.readouterr().err
+    assert main(["bench", "--suite", "tiny", "--batch-size", "8", "--model", "m"]) == 2
+    assert "--model, --batch-size: --speed options" in capsys.readouterr().err
 
 
 # --- the tiny suite, end to end ------------------------------------------------------------

@@ -9,6 +9,16 @@ from pathlib import Path
 
 from lrpt.methods import METHODS
 
+SPEED_DEFAULTS = {
+    "model": "smollm2-135m",
+    "task": "mr",
+    "num_tokens": 100,
+    "batch_size": 16,
+    "rounds": 3,
+    "methods": ",".join(METHODS),
+    "out": None,
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode = parser.add_mutually_exclusive_group(required=True)
@@ -17,15 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument(
         "--suite", metavar="NAME", help="run bench/suites/NAME.toml (or a .toml path), resumably"
     )
-    # --speed options
-    parser.add_argument("--model", default="smollm2-135m", help="causal LM key or path")
-    parser.add_argument("--task", default="mr", help="task whose inputs are used")
-    parser.add_argument("--num-tokens", type=int, default=100, help="prompt length n")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds")
-    parser.add_argument("--methods", default=",".join(METHODS),
-                        help="comma-separated methods to time against pt")  # fmt: skip
-    parser.add_argument("--out", type=Path, help="write the JSON report here (and .md beside it)")
+    # --speed options (None: not given; the defaults are SPEED_DEFAULTS)
+    speed = parser.add_argument_group("--speed")
+    speed.add_argument("--model", help="causal LM key or path (default smollm2-135m)")
+    speed.add_argument("--task", help="task whose inputs are used (default mr)")
+    speed.add_argument("--num-tokens", type=int, help="prompt length n (default 100)")
+    speed.add_argument("--batch-size", type=int, help="default 16")
+    speed.add_argument("--rounds", type=int, help="alternating measurement rounds (default 3)")
+    speed.add_argument("--methods", help="comma-separated methods to time against pt (default all)")
+    speed.add_argument("--out", type=Path, help="write the JSON report here (and .md beside it)")
     suite = parser.add_argument_group("--suite")
     suite.add_argument(
         "--results-dir",
@@ -49,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
 
         if args.list and args.summarize:
             raise ValueError("--list and --summarize exclude each other")
+        given = [k for k in SPEED_DEFAULTS if getattr(args, k) is not None]
+        if given:
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
+            raise ValueError(f"{flags}: --speed options; a suite file sets its own settings")
         return run_command(
             args.suite, args.results_dir, list_only=args.list, summarize_only=args.summarize
         )
@@ -59,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
     ):
         if value:
             raise ValueError(f"{flag} goes with --suite")
+    for key, default in SPEED_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
     return run_speed_mode(args)
 
 

@@ -7,10 +7,12 @@ Formula: ``P = σ(X0 U) V`` with ``X0`` (n × d) a frozen vocab-initialised prom
 σ (the paper is silent; our choice): ``tanh`` by default, ``relu`` or ``gelu`` as options.
 
 Initialisation (our choice): ``U`` Xavier-uniform; ``V`` Xavier-uniform, then rescaled so that the
-initial prompt's mean row norm equals the mean row norm of the model's token embeddings
-(:func:`lrpt.init.mean_row_norm`). ``X0`` is a non-persistent buffer: not trained, counted or
-saved (not even in ``state_dict()``); it is rebuilt by vocab init from the init seed, and
-:meth:`LoPT2.extra_state` records its SHA-256 fingerprint so a rebuild that differs is detected.
+initial prompt's mean row norm equals the mean row norm of the model's token embeddings, taken
+over the tokens vocab init draws from (the first 5,000 ids, special tokens removed:
+:func:`lrpt.init.mean_row_norm`), i.e. the rows ``X0`` is made of; rare tokens are left out.
+``X0`` is a non-persistent buffer: not trained, counted or saved (not even in ``state_dict()``);
+it is rebuilt by vocab init from the init seed, and :meth:`LoPT2.extra_state` records its
+SHA-256 fingerprint so a rebuild that differs is detected.
 """
 
 from __future__ import annotations
