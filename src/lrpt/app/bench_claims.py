@@ -14,8 +14,8 @@ For every task on which both configurations have finished runs, :func:`evaluate`
 values (test means over the seeds both have finished), their ratio and the verdict (``holds``
 or ``fails``), with the seeds each value rests on: a verdict over fewer seeds than the suite
 plans is marked as provisional in the table (except on ``trainable_params``, which no seed
-changes). No statistical test is made: the table shows
-the standard deviations beside the verdict.
+changes). No statistical test is made: the table shows the standard deviations beside the
+verdict.
 """
 
 from __future__ import annotations

@@ -601,7 +601,6 @@ def plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> bool:
     )
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = io.BytesIO()
     fig.savefig(image, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)

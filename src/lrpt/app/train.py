@@ -45,7 +45,7 @@ from tqdm import tqdm
 from lrpt.app.data import Example, TaskData
 from lrpt.app.evaluate import Unprompted, evaluate, subset
 from lrpt.app.tasks import Objective
-from lrpt.fileio import atomic_write_text
+from lrpt.fileio import atomic_write_text, fsync_dir
 from lrpt.model import PromptedModel
 
 CHECKPOINT = "checkpoint.pt"
@@ -224,11 +224,7 @@ def write_atomic(path: Path, write: Any) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(path.parent)
 
 
 def write_json(path: Path, data: Any) -> None:
