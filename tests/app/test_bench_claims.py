@@ -100,7 +100,7 @@ def test_evaluate_pairs_seeds_and_refuses_non_positive_baselines() -> None:
 def test_paper_suite_claims_name_its_configs() -> None:
     suite = load_suite(Path(__file__).parents[2] / "bench/suites/paper.toml")
     names = {run.config for run in suite.runs}
-    assert len(suite.claims) == 15
+    assert len(suite.claims) == 17
     assert all({c.config, c.baseline} <= names for c in suite.claims)
     ulpt = next(c for c in suite.claims if c.measure == "trainable_params")
     assert (ulpt.config, ulpt.baseline, ulpt.at_most) == ("ulpt-n100-r2", "pt-n100", 0.03)
