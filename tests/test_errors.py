@@ -50,8 +50,11 @@ def test_unknown_model_key() -> None:
 
 def test_missing_model_path(tmp_path) -> None:
     missing = tmp_path / "no-such-model"
-    with pytest.raises(ValueError, match="no such local directory"):
+    with pytest.raises(ValueError) as err:
         lrpt.load_model(str(missing))
+    message = str(err.value)
+    assert "tried the built-in keys (tiny-llama, " in message
+    assert f"a local directory '{missing}', which does not exist" in message
 
 
 def test_directory_without_config(tmp_path) -> None:

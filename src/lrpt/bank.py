@@ -40,6 +40,9 @@ class PromptBank(nn.Module):
                 f"task {name!r}: mixed-task batches need a static prompt on a causal LM, "
                 f"got method {pm.method.key!r} on a {pm.family} model"
             )
+        reason = pm.unshared_reason()
+        if reason is not None:
+            raise ValueError(f"task {name!r}: mixed-task batches need a shared prefix: {reason}")
         if self.prompts:
             first = next(iter(self.prompts.values()))
             if pm.model is not first.model:

@@ -15,7 +15,7 @@ Logits of causal models are returned at the *input* positions (prompt rows remov
 
 from __future__ import annotations
 
-import inspect
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from lrpt.cache_api import prefix_support
 from lrpt.methods import InitContext, ModelDims, PromptMethod, make_config, method_class
 from lrpt.prefix import (
     PrefixState,
@@ -34,6 +35,10 @@ from lrpt.prefix import (
 )
 
 IGNORE = -100
+SHARED = "shared prefix: [BOS] + prompt runs once per batch (training) or once per task (inference)"
+
+log = logging.getLogger(__name__)
+_warned: set[str] = set()  # reasons already logged in this process
 
 
 class InputEncoder(nn.Module):
@@ -374,14 +379,32 @@ class PromptedModel(nn.Module):
 
     # ----------------------------------------------------------------- shared prefix
     def shares_prefix(self) -> bool:
-        """Whether this model runs the prompt once per batch/task (see ``share_prefix``)."""
-        return (
-            self.share_prefix
-            and self.family == "causal"
-            and self.method.static
-            and getattr(self.model.config, "sliding_window", None) is None
-            and "past_key_values" in inspect.signature(self.model.forward).parameters
-        )
+        """Whether this model runs the prompt once per batch/task (see ``share_prefix``).
+
+        When it cannot although ``share_prefix`` asks for it, logs a warning saying why, once
+        per reason and process.
+        """
+        reason = self.unshared_reason()
+        if reason is not None and self.share_prefix and reason not in _warned:
+            _warned.add(reason)
+            log.warning("lrpt: the prompt runs with every row, not as a shared prefix: %s", reason)
+        return reason is None
+
+    def unshared_reason(self) -> str | None:
+        """None when the prompt runs as a shared prefix; else why it runs with every row."""
+        if not self.share_prefix:
+            return "turned off (share_prefix=False)"
+        if self.family != "causal":
+            return f"a {self.family} model: the prompt is part of the encoder's input"
+        if not self.method.static:
+            return f"method {self.method.key!r} is instance-dependent: each row has its own prompt"
+        support = prefix_support(self.model)
+        return None if support.ok else support.reason
+
+    def prefix_path(self) -> str:
+        """Which path the prompt takes, in words (for run summaries and ``results.json``)."""
+        reason = self.unshared_reason()
+        return SHARED if reason is None else f"every row (no shared prefix: {reason})"
 
     def prefix_state(self, with_lead: bool) -> PrefixState:
         """``[BOS] + prompt`` run once: with its graph while training, else cached per task

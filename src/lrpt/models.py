@@ -165,12 +165,20 @@ def load_model(
     if not path.exists():
         known = ", ".join(model_keys())
         raise ValueError(
-            f"unknown model {key!r}: not a known key ({known}) and no such local directory"
+            f"unknown model {key!r}: tried the built-in keys ({known}) and a local directory "
+            f"{str(path.resolve())!r}, which does not exist"
         )
     return _load_local(path, family, num_labels)
 
 
 def _infer_family(config: object) -> str:
+    """The family of a model config: from ``architectures`` when it names a head, else from
+    ``model_type`` through transformers' auto-class mappings (converted checkpoints often have
+    no ``architectures``): encoder-decoder → seq2seq; a type with a masked-LM head (BERT,
+    RoBERTa, …) → encoder; one with a causal-LM head → causal; one with only a sequence
+    classification head → encoder."""
+    from transformers.models.auto import modeling_auto as auto
+
     if getattr(config, "is_encoder_decoder", False):
         return "seq2seq"
     archs = getattr(config, "architectures", None) or []
@@ -180,16 +188,31 @@ def _infer_family(config: object) -> str:
         return "encoder"
     if any(a.endswith("Model") for a in archs):
         return "encoder"
+    model_type = getattr(config, "model_type", None)
+    by_type = [
+        ("seq2seq", auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES),
+        ("encoder", auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES),
+        ("causal", auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES),
+        ("encoder", auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES),
+    ]
+    for family, mapping in by_type:
+        if model_type in mapping:
+            return family
     raise ValueError(
-        f"cannot tell the family of a model with architectures {archs}; "
-        f"pass family= one of {', '.join(FAMILIES)}"
+        f"cannot tell the family of this model: its config has architectures {archs} and "
+        f"model_type {model_type!r}, which transformers maps to no causal-LM, seq2seq, "
+        f"masked-LM or sequence-classification class; pass family= (--family) one of "
+        f"{', '.join(FAMILIES)}"
     )
 
 
 def _load_local(path: Path, family: str | None, num_labels: int) -> LoadedModel:
     if not (path / "config.json").is_file():
         raise ValueError(f"{str(path)!r} is not a Hugging Face model directory: no config.json")
-    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+    except (ValueError, KeyError, OSError) as err:
+        raise ValueError(f"{str(path)!r}: transformers cannot read its config.json: {err}") from err
     family = family or _infer_family(config)
     auto = {
         "causal": AutoModelForCausalLM,

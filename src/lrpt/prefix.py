@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from transformers import DynamicCache, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from lrpt.cache_api import output_cache, prefix_support
+
 IGNORE = -100
 
 
@@ -61,7 +63,7 @@ def run_prefix(model: PreTrainedModel, prompt: torch.Tensor, lead_id: int | None
         use_cache=True,
         logits_to_keep=keep,
     )
-    cache = out.past_key_values
+    cache = output_cache(out)
     return PrefixState(
         keys=[layer.keys for layer in cache.layers],
         values=[layer.values for layer in cache.layers],
@@ -103,6 +105,14 @@ def batch_prefix(states: Sequence[PrefixState], rows: torch.Tensor, config: obje
     return BatchPrefix(DynamicCache(ddp_cache_data=data, config=config), mask, lengths, last, lead)
 
 
+def _with_cache(model: PreTrainedModel, cache: DynamicCache) -> dict[str, DynamicCache]:
+    """``cache`` under the keyword this model takes it by (see :mod:`lrpt.cache_api`)."""
+    support = prefix_support(model)
+    if support.kwarg is None:
+        raise ValueError(f"this model cannot run after a shared prefix: {support.reason}")
+    return {support.kwarg: cache}
+
+
 def _left_pad(x: torch.Tensor, width: int) -> torch.Tensor:
     """``(1, h, P, dh)`` → ``(1, h, width, dh)`` with zeros in front."""
     return F.pad(x, (0, 0, width - x.shape[2], 0))
@@ -129,9 +139,9 @@ def forward_with_prefix(
         inputs_embeds=embeds,
         attention_mask=torch.cat([prefix.mask, rest_mask], 1),
         position_ids=position_ids,
-        past_key_values=prefix.cache,
         use_cache=True,
         logits_to_keep=logits_to_keep,
+        **_with_cache(model, prefix.cache),
     )
     logits = out.logits
     loss = None
@@ -189,7 +199,7 @@ def greedy_with_prefix(
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
         logits = model(
             inputs_embeds=embedding(token[:, None]), attention_mask=mask,
-            position_ids=position[:, None], past_key_values=prefix.cache, use_cache=True,
+            position_ids=position[:, None], use_cache=True, **_with_cache(model, prefix.cache),
         ).logits[:, -1]  # fmt: skip
         position = position + 1
     return torch.stack(new, 1)

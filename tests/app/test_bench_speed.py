@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lrpt.app.bench_speed import markdown, run_speed
+from lrpt.app.bench_speed import Variant, markdown, ratios, run_speed
 
 FIXTURE = str(Path(__file__).parents[1] / "fixtures" / "topics.jsonl")
 
@@ -23,6 +23,33 @@ def test_speed_report_is_complete() -> None:
     ratio = report["mixed_vs_single_throughput"]
     assert ratio["min"] <= ratio["median"] <= ratio["max"]
     assert "| vs PEFT prompt tuning |" in markdown(report)
+    paths = {row["name"]: row["path"] for row in report["training"] + report["inference"]}
+    shared = "shared prefix: [BOS] + prompt runs once per batch (training) or once per task"
+    assert paths["pt"].startswith(shared) and paths["ulpt"].startswith(shared)
+    assert paths["pt (naive)"] == "every row (no shared prefix: turned off (share_prefix=False))"
+    assert paths["peft pt"] == "PEFT: with every row"
+    assert paths["lrpt pt (cached prefix)"].startswith(shared)
+    assert all("refused" not in r for r in report["training_vs_pt"].values())
+
+
+def test_no_ratio_for_a_shared_variant_that_did_not_share() -> None:
+    base = Variant("pt", lambda: None, "shared prefix", times=[1.0, 2.0])
+    naive = Variant("pt (naive)", lambda: None, "every row", times=[2.0, 2.0])
+    assert ratios(naive, base) == {"min": 1.0, "median": 1.5, "max": 2.0}
+    broken = Variant("pt", lambda: None, "every row", "sliding window", times=[1.0, 2.0])
+    refused = {"refused": "'pt' did not share its prefix: sliding window"}
+    assert ratios(naive, broken) == refused
+    assert ratios(broken, naive) == refused
+    report = {
+        "model": "m", "task": "t", "num_tokens": 4, "batch_size": 2, "rounds": 2,
+        "tokens_per_row_mean": 3.0, "torch_threads": 1, "machine": "x", "date": "d",
+        "training": [{"name": "pt", "path": "every row", "median_s": 1.5, "times_s": [1, 2]}],
+        "training_vs_pt": {"pt": refused}, "training_vs_peft": {"pt": refused},
+        "inference": [], "inference_throughput_vs_peft": {}, "mixed_vs_single_throughput": refused,
+    }  # fmt: skip
+    table = markdown(report)
+    assert "| pt | every row | 1.50 | nan | not reported: 'pt' did not share" in table
+    assert "| training step time, lrpt pt / PEFT | not reported: 'pt' did not share" in table
 
 
 def test_speed_flags_are_checked_before_anything_loads(capsys) -> None:

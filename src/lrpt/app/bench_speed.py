@@ -11,11 +11,16 @@ round (the order rotates each round), and reports ratios measured within the sam
   through ``/proc/self/clear_refs`` after the model and batch are loaded);
 * inference throughput (examples/s, answer-position logits of left-padded batches) of lrpt's
   cached prompt against PEFT, and of a batch mixing 16 different prompts against a one-prompt batch.
+
+Each variant's report says which path its prompt took (a shared prefix, or with every row, and
+why). A variant meant to share its prefix that did not (an old or new transformers API, a
+sliding-window model) gets no speed ratio: its ratios are replaced by the reason.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import platform
 import statistics
 import subprocess
@@ -34,14 +39,24 @@ from lrpt.methods.base import changes_input
 from lrpt.model import IGNORE
 
 Step = Callable[[], float | None]
+PEFT_PATH = "PEFT: with every row"
+BANK_PATH = "shared prefixes, cached per task"
 
 
 @dataclass
 class Variant:
     name: str
     run: Step  # one timed unit of work; returns the loss (training) or None
+    path: str = "with every row"  # which path the prompt took, in words
+    unshared: str | None = None  # set when the variant is meant to share but did not: why
     times: list[float] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
+
+
+def lrpt_variant(name: str, pm: lrpt.PromptedModel, run: Step, *, shared: bool) -> Variant:
+    """A variant of lrpt's ``pm``; ``shared``: it is meant to run its prompt as a shared prefix."""
+    reason = pm.unshared_reason()
+    return Variant(name, run, pm.prefix_path(), reason if shared and reason else None)
 
 
 def step_peak_mb(model: str, task: str, num_tokens: int, batch_size: int, name: str) -> float:
@@ -107,14 +122,18 @@ def measure(variants: list[Variant], rounds: int, warmup: int = 1) -> None:
                 variant.losses.append(loss)
 
 
-def ratios(variant: Variant, baseline: Variant) -> dict[str, float]:
-    """min/median/max of the per-round time ratios ``variant / baseline``."""
+def ratios(variant: Variant, baseline: Variant) -> dict[str, Any]:
+    """min/median/max of the per-round time ratios ``variant / baseline``; or, when either was
+    meant to share its prefix and did not, ``{"refused": why}``."""
+    for v in (variant, baseline):
+        if v.unshared is not None:
+            return {"refused": f"{v.name!r} did not share its prefix: {v.unshared}"}
     rs = [a / b for a, b in zip(variant.times, baseline.times, strict=True)]
     return {"min": min(rs), "median": statistics.median(rs), "max": max(rs)}
 
 
 def _summary(v: Variant) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": v.name, "median_s": statistics.median(v.times),
+    out: dict[str, Any] = {"name": v.name, "path": v.path, "median_s": statistics.median(v.times),
                            "times_s": v.times}  # fmt: skip
     if v.losses:
         out["loss_first"] = v.losses[0]
@@ -191,15 +210,17 @@ def training_variants(
             encoder = lrpt.InputEncoder(enc.model, enc.tokenizer)
         pm = lrpt.prompt_model(key, base.model, base.tokenizer, encoder=encoder, seed=0, **opts)
         params = [p for p in pm.parameters() if p.requires_grad]
-        variants.append(Variant(key, _train_step(pm, params, batch)))
+        step = _train_step(pm, params, batch)
+        variants.append(lrpt_variant(key, pm, step, shared=cls.static))
         if key == "pt":
             naive = lrpt.prompt_model("pt", base.model, base.tokenizer, seed=0, share_prefix=False,
                                       num_tokens=num_tokens)  # fmt: skip
             params = list(naive.method.parameters())
-            variants.append(Variant("pt (naive)", _train_step(naive, params, batch)))
+            step = _train_step(naive, params, batch)
+            variants.append(lrpt_variant("pt (naive)", naive, step, shared=False))
             peft_model = _peft_prompt_model(copy.copy(base.model), pm)
             params = [p for p in peft_model.parameters() if p.requires_grad]
-            variants.append(Variant("peft pt", _train_step(peft_model, params, batch)))
+            variants.append(Variant("peft pt", _train_step(peft_model, params, batch), PEFT_PATH))
     return variants
 
 
@@ -215,23 +236,28 @@ def inference_variants(base: lrpt.LoadedModel, texts: list[str], num_tokens: int
     naive = copy.copy(pms[0])
     naive.share_prefix = False
     peft_model = _peft_prompt_model(copy.copy(base.model), pms[0]).eval()
-    bank = PromptBank({f"task{i}": pm for i, pm in enumerate(pms)})
     mixed = [f"task{i}" for i in range(len(texts))]
     single = ["task0"] * len(texts)
 
-    def infer(fn: Callable[[], Any]) -> Step:
+    def logits(fn: Callable[..., Any]) -> Step:
         def run() -> None:
             with torch.inference_mode():
-                fn()
+                fn(**batch, logits_to_keep=1)
 
         return run
 
+    variants = [
+        lrpt_variant("lrpt pt (cached prefix)", pms[0], logits(pms[0]), shared=True),
+        lrpt_variant("lrpt pt (naive)", naive, logits(naive), shared=False),
+        Variant("peft pt (inference)", logits(peft_model), PEFT_PATH),
+    ]
+    if not pms[0].shares_prefix():  # a bank runs on shared prefixes only
+        return variants
+    bank = PromptBank({f"task{i}": pm for i, pm in enumerate(pms)})
     return [
-        Variant("lrpt pt (cached prefix)", infer(lambda: pms[0](**batch, logits_to_keep=1))),
-        Variant("lrpt pt (naive)", infer(lambda: naive(**batch, logits_to_keep=1))),
-        Variant("peft pt (inference)", infer(lambda: peft_model(**batch, logits_to_keep=1))),
-        Variant("bank, one prompt", infer(lambda: bank(**batch, tasks=single, logits_to_keep=1))),
-        Variant("bank, 16 prompts", infer(lambda: bank(**batch, tasks=mixed, logits_to_keep=1))),
+        *variants,
+        Variant("bank, one prompt", logits(functools.partial(bank, tasks=single)), BANK_PATH),
+        Variant("bank, 16 prompts", logits(functools.partial(bank, tasks=mixed)), BANK_PATH),
     ]
 
 
@@ -272,14 +298,26 @@ def run_speed(
             name: _inverse(ratios(by[name], by["peft pt (inference)"]))
             for name in ("lrpt pt (cached prefix)", "lrpt pt (naive)")
         },
-        "mixed_vs_single_throughput": _inverse(ratios(by["bank, 16 prompts"],
-                                                      by["bank, one prompt"])),
+        "mixed_vs_single_throughput": (
+            _inverse(ratios(by["bank, 16 prompts"], by["bank, one prompt"]))
+            if "bank, 16 prompts" in by
+            else {"refused": f"no shared prefix: {by['lrpt pt (cached prefix)'].unshared}"}
+        ),
     }  # fmt: skip
 
 
-def _inverse(r: dict[str, float]) -> dict[str, float]:
+def _inverse(r: dict[str, Any]) -> dict[str, Any]:
     """Time ratios → throughput ratios (min and max swap)."""
+    if "refused" in r:
+        return r
     return {"min": 1 / r["max"], "median": 1 / r["median"], "max": 1 / r["min"]}
+
+
+def _cells(r: dict[str, Any], sep: str = " | ") -> str:
+    """``min | median | max`` of a ratio, or the reason it is not reported (and empty cells)."""
+    if "refused" in r:
+        return f"not reported: {r['refused']}" + (sep.strip() * 2 if sep == " | " else "")
+    return sep.join(f"{r[k]:.2f}" for k in ("min", "median", "max"))
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -291,25 +329,28 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['rounds']} rounds, {report['torch_threads']} threads, {report['machine']}, "
         f"{report['date']}.",
         "",
-        "| training step | median s | peak MB | step time vs pt (min / median / max) | loss |",
-        "|---|---|---|---|---|",
+        "| training step | prompt path | median s | peak MB | step time vs pt "
+        "(min / median / max) | loss |",
+        "|---|---|---|---|---|---|",
     ]
     for row in report["training"]:
         r = report["training_vs_pt"][row["name"]]
         peak = row.get("peak_mb", float("nan"))
         loss = row.get("loss_first", float("nan"))
+        vs_pt = _cells(r, " / ")
         lines.append(
-            f"| {row['name']} | {row['median_s']:.2f} | {peak:.0f} | "
-            f"{r['min']:.2f} / {r['median']:.2f} / {r['max']:.2f} | {loss:.4f} |"
+            f"| {row['name']} | {row['path']} | {row['median_s']:.2f} | {peak:.0f} | "
+            f"{vs_pt} | {loss:.4f} |"
         )
+    lines += ["", "| inference | prompt path | median s |", "|---|---|---|"]
+    lines += [f"| {row['name']} | {row['path']} | {row['median_s']:.4f} |"
+              for row in report["inference"]]  # fmt: skip
     lines += ["", "| vs PEFT prompt tuning | min | median | max |", "|---|---|---|---|"]
     for name, r in report["training_vs_peft"].items():
-        lines.append(f"| training step time, lrpt {name} / PEFT | {r['min']:.2f} | "
-                     f"{r['median']:.2f} | {r['max']:.2f} |")  # fmt: skip
+        lines.append(f"| training step time, lrpt {name} / PEFT | {_cells(r)} |")
     for name, r in report["inference_throughput_vs_peft"].items():
-        lines.append(f"| inference examples/s, {name} / PEFT | {r['min']:.2f} | "
-                     f"{r['median']:.2f} | {r['max']:.2f} |")  # fmt: skip
+        lines.append(f"| inference examples/s, {name} / PEFT | {_cells(r)} |")
     r = report["mixed_vs_single_throughput"]
     lines.append(f"| mixed batch of {report['batch_size']} prompts / one-prompt batch, examples/s "
-                 f"| {r['min']:.2f} | {r['median']:.2f} | {r['max']:.2f} |")  # fmt: skip
+                 f"| {_cells(r)} |")  # fmt: skip
     return "\n".join(lines)

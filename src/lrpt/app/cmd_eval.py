@@ -12,7 +12,12 @@ import json
 import os
 from typing import Any
 
-from lrpt.app.cmd_train import add_data_arguments, add_task_arguments, load_data
+from lrpt.app.cmd_train import (
+    add_data_arguments,
+    add_family_argument,
+    add_task_arguments,
+    load_data,
+)
 from lrpt.app.data import TASKS, TaskData, load_task
 from lrpt.app.tasks import TaskSpec, make_objective, parse_verbalizer, unescape
 
@@ -42,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY_OR_PATH",
         help="input encoder of instance-dependent methods",
     )
+    add_family_argument(parser, trained=True)
     parser.add_argument(
         "--zero-shot", action="store_true", help="also evaluate the frozen model without the prompt"
     )
@@ -60,9 +66,15 @@ class Loaded:
 
 
 def load_trained(
-    path: str | os.PathLike, model: str | None = None, encoder: str | None = None
+    path: str | os.PathLike,
+    model: str | None = None,
+    encoder: str | None = None,
+    family: str | None = None,
 ) -> Loaded:
-    """Load the artifact at ``path`` onto its frozen model (or ``model``), with its task spec."""
+    """Load the artifact at ``path`` onto its frozen model (or ``model``), with its task spec.
+
+    ``family``, if given, must be the artifact's (the prompt was trained on that kind of model).
+    """
     from lrpt.app.cmd_params import default_encoder
     from lrpt.artifact import load_prompt, read_artifact
     from lrpt.methods import method_class
@@ -76,9 +88,15 @@ def load_trained(
             f"{str(path)!r} holds no task format (labels, template): it was not saved by lrpt train"
         )
     spec = TaskSpec.from_dict(task)
+    trained_on = meta["model"]["family"]
+    if family is not None and family != trained_on:
+        raise ValueError(
+            f"--family {family} contradicts the artifact: the prompt was trained on a "
+            f"{trained_on} model"
+        )
     source = model or meta["model"]["name"]
     num_labels = 1 if spec.regression else len(spec.labels)
-    loaded = load_model(source, family=meta["model"]["family"], num_labels=num_labels)
+    loaded = load_model(source, family=trained_on, num_labels=num_labels)
     enc = None
     if not method_class(meta["method"]).static:
         key = encoder or (meta.get("encoder") or {}).get("name") or default_encoder(source)
@@ -111,7 +129,7 @@ def eval_data(args: argparse.Namespace, spec: TaskSpec) -> TaskData:
 def run(args: argparse.Namespace) -> int:
     from lrpt.app.evaluate import Unprompted, evaluate, subset
 
-    trained = load_trained(args.prompt, args.model, args.encoder)
+    trained = load_trained(args.prompt, args.model, args.encoder, args.family)
     pm = trained.pm
     spec = with_overrides(trained.spec, args.template, args.verbalizer)
     task = eval_data(args, spec)

@@ -11,6 +11,7 @@ import json
 import sys
 
 from lrpt.app.cmd_eval import load_trained, with_overrides
+from lrpt.app.cmd_train import add_family_argument
 from lrpt.app.data import Example
 from lrpt.app.tasks import make_objective
 
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the frozen model (default: the one named in the artifact)",
     )
     parser.add_argument("--encoder", default=None, metavar="KEY_OR_PATH")
+    add_family_argument(parser, trained=True)
     parser.add_argument("--template", default=None, help="override the trained template")
     parser.add_argument("--verbalizer", default=None, metavar="LABEL=WORD,...")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be ≥ 1, got {args.batch_size}")
     texts = read_texts(args.texts)
-    trained = load_trained(args.prompt, args.model, args.encoder)
+    trained = load_trained(args.prompt, args.model, args.encoder, args.family)
     pm = trained.pm
     spec = with_overrides(trained.spec, args.template, args.verbalizer)
     objective = make_objective(spec, pm.tokenizer, pm.family, pm.model.config)

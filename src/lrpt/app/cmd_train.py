@@ -89,6 +89,18 @@ def load_data(args: argparse.Namespace) -> TaskData:
     )
 
 
+def add_family_argument(parser: argparse.ArgumentParser, *, trained: bool = False) -> None:
+    """``--family``: the model family when its config cannot tell (no ``architectures`` and a
+    ``model_type`` transformers maps to several heads)."""
+    parser.add_argument(
+        "--family",
+        choices=("causal", "seq2seq", "encoder"),
+        default=None,
+        help="the model's family when its config.json cannot tell"
+        + (" (must match the artifact's)" if trained else " (default: inferred)"),
+    )
+
+
 def model_source(key_or_path: str) -> str:
     """A model key as given, or a local directory as an absolute path (recorded in results)."""
     from lrpt.models import model_keys
@@ -141,6 +153,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="input encoder of instance-dependent methods "
         "(default: tiny-bert for tiny models, else minilm-l6)",
     )
+    add_family_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_data_arguments(parser)
     add_task_arguments(parser)
@@ -252,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
     method_class(args.method).config_class(**options)  # bad options fail before loading
     task = load_data(args)
     num_labels = 1 if is_regression(task.metric) else len(task.labels)
-    loaded = load_model(args.model, num_labels=num_labels)
+    loaded = load_model(args.model, family=args.family, num_labels=num_labels)
     if loaded.family != "encoder":  # only encoder classifiers have a head
         if args.head_lr is not None:
             raise ValueError(
@@ -288,6 +301,11 @@ def summary(results: dict[str, Any], out: Path) -> str:
         f"{results['seconds_per_step']:.2f} s/step, "
         f"{results['trainable_params']['total']:,} trainable parameters"
     ]
+    path = results["prompt_path"]
+    if path["shared_prefix"]:
+        lines.append("prompt path: shared prefix ([BOS] + prompt once per batch)")
+    else:
+        lines.append(f"prompt path: with every row, no shared prefix ({path['reason']})")
     best = results["best_validation"]
     if best is not None:
         lines.append(f"best validation {metric} {best['value']:.4f} at step {best['step']}")

@@ -429,6 +429,7 @@ def finish(run: Run, state: RunState, n_validation: int, progress: bool) -> dict
         | {"sizes": run.task.sizes(), "validation_used": n_validation, "test_used": len(test)},
         "seed": cfg.seed,
         "trainable_params": pm.num_trainable() | {"total": sum(pm.num_trainable().values())},
+        "prompt_path": {"shared_prefix": pm.shares_prefix(), "reason": pm.unshared_reason()},
         "steps": state.step,
         "stopped_early": state.stopped_early,
         "train_seconds": round(state.train_seconds, 3),
