@@ -6,7 +6,7 @@ import importlib.util
 import re
 from pathlib import Path
 
-from lrpt.app.cmd_methods import table
+from lrpt.app.cli.methods import table
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()

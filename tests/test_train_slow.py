@@ -10,13 +10,13 @@ pytestmark = pytest.mark.slow
 
 
 def test_smollm2_mr_train_save_reload(tmp_path: Path) -> None:
-    from lrpt.app.cmd_eval import load_trained
-    from lrpt.app.data import load_task, task_available
-    from lrpt.app.evaluate import predict, subset
-    from lrpt.app.tasks import make_objective, task_spec
-    from lrpt.app.train import Run, TrainConfig, train
+    from lrpt.app.cli.eval import load_trained
+    from lrpt.app.data.datasets import load_task, task_available
+    from lrpt.app.data.tasks import make_objective, task_spec
+    from lrpt.app.training.evaluate import predict, subset
+    from lrpt.app.training.loop import Run, TrainConfig, train
+    from lrpt.base_models import load_model
     from lrpt.model import prompt_model
-    from lrpt.models import load_model
     from lrpt.pretrained import is_available
 
     if not is_available("smollm2-135m") or not task_available("mr"):

@@ -1,9 +1,9 @@
 """lrpt: low-rank soft prompt tuning for frozen language models."""
 
 from lrpt.artifact import load_prompt, read_artifact, save_prompt
+from lrpt.base_models import LoadedModel, load_model, model_keys
 from lrpt.methods import METHODS, InitContext, ModelDims, PromptMethod, make_config, method_class
 from lrpt.model import InputEncoder, PromptedModel, build_method, model_dims, prompt_model
-from lrpt.models import LoadedModel, load_model, model_keys
 
 __version__ = "0.1.0"
 

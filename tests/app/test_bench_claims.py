@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lrpt.app.bench_claims import Claim, evaluate, markdown, parse_claims
-from lrpt.app.bench_suite import load_suite
+from lrpt.app.bench.claims import Claim, evaluate, markdown, parse_claims
+from lrpt.app.bench.suite import load_suite
 
 CONFIGS = {"ulpt", "pt", "pt-n3"}
 

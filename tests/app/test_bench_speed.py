@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lrpt.app.bench_speed import Variant, markdown, ratios, run_speed
+from lrpt.app.bench.speed import Variant, markdown, ratios, run_speed
 
 FIXTURE = str(Path(__file__).parents[1] / "fixtures" / "topics.jsonl")
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from lrpt.app import bench_suite
-from lrpt.app.bench_suite import Suite, SuiteRun, load_suite, markdown, plot, summarize
+from lrpt.accounting import describe
+from lrpt.app.bench import suite as bench_suite
+from lrpt.app.bench.suite import Suite, SuiteRun, load_suite, markdown, plot, summarize
 from lrpt.app.cli import main
 from lrpt.methods import METHODS
-from lrpt.params import describe
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITES = ROOT / "bench" / "suites"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lrpt.app.data import (
+from lrpt.app.data.datasets import (
     TASKS,
     Example,
     TaskData,
@@ -406,7 +406,7 @@ def test_pretrained_errors() -> None:
 
 
 def test_cache_and_data_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lrpt.app.data import data_dir
+    from lrpt.app.data.datasets import data_dir
     from lrpt.pretrained import cache_dir
 
     for var in ("LRPT_CACHE", "XDG_CACHE_HOME", "LRPT_DATA_DIR"):
@@ -434,7 +434,7 @@ def test_missing_sdist_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def _sdist() -> Path:
-    from lrpt.app.data import VADER_SDIST, data_dir
+    from lrpt.app.data.datasets import VADER_SDIST, data_dir
 
     return data_dir() / VADER_SDIST
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from lrpt.app.metrics import classification_metrics, is_regression, regression_metrics
+from lrpt.app.data.metrics import classification_metrics, is_regression, regression_metrics
 
 
 def test_binary_metrics_pinned() -> None:

@@ -7,9 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import lrpt
-from lrpt.app.data import Example, TaskData
-from lrpt.app.evaluate import Unprompted
-from lrpt.app.tasks import (
+from lrpt.app.data.datasets import Example, TaskData
+from lrpt.app.data.tasks import (
     ClassifyObjective,
     GenerateObjective,
     make_objective,
@@ -18,6 +17,7 @@ from lrpt.app.tasks import (
     task_spec,
     unescape,
 )
+from lrpt.app.training.evaluate import Unprompted
 
 EXAMPLES = [
     Example("a truly good film", "pos"),

@@ -10,9 +10,9 @@ import torch
 from conftest import tiny, tiny_encoder
 
 import lrpt
-from lrpt.app.data import Example, TaskData
-from lrpt.app.tasks import make_objective, task_spec
-from lrpt.app.train import (
+from lrpt.app.data.datasets import Example, TaskData
+from lrpt.app.data.tasks import make_objective, task_spec
+from lrpt.app.training.loop import (
     CHECKPOINT,
     METHOD_DEFAULTS,
     Run,
@@ -178,7 +178,7 @@ def test_resume_in_process_matches_uninterrupted(tmp_path: Path) -> None:
     ckpt = torch.load(tmp_path / "a" / "out" / CHECKPOINT, weights_only=True)
     assert ckpt["state"]["step"] == 6
     # simulate a crash at step 4: run the first 4 steps of the same run, keep only the checkpoint
-    import lrpt.app.train as trainer
+    import lrpt.app.training.loop as trainer
 
     calls = {"n": 0}
     real_step = trainer.train_step

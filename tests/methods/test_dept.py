@@ -9,8 +9,8 @@ import torch
 from conftest import tiny
 
 import lrpt
+from lrpt.accounting import describe
 from lrpt.methods.dept import DePT, DePTConfig
-from lrpt.params import describe
 
 
 @pytest.mark.parametrize(("s", "r"), [(60, 30), (40, 45)])

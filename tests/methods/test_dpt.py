@@ -9,8 +9,8 @@ import torch
 from conftest import tiny
 
 import lrpt
+from lrpt.accounting import describe
 from lrpt.methods.dpt import NORMAL_STD, DPTConfig
-from lrpt.params import describe
 
 
 def build(seed: int = 0, **options):

@@ -11,11 +11,11 @@ from conftest import tiny
 from torch.nn import functional as F
 
 import lrpt
+from lrpt.accounting import describe
 from lrpt.init import vocab_init
 from lrpt.methods import InitContext
 from lrpt.methods.dept import DePT
 from lrpt.methods.ept import EPT, EPTConfig, svd_factors
-from lrpt.params import describe
 
 OFF = {"fusion": False, "multi_space": False, "decomposition": False}
 

@@ -7,10 +7,10 @@ import torch
 from conftest import tiny, tiny_encoder
 
 import lrpt
+from lrpt.accounting import describe
 from lrpt.methods import ModelDims
 from lrpt.methods.idpg import IDPG, IDPGConfig
 from lrpt.model import IGNORE
-from lrpt.params import describe
 
 TEXTS = ["a quiet film", "loud and very long"]
 

@@ -9,10 +9,10 @@ import torch
 from conftest import tiny, tiny_encoder
 
 import lrpt
+from lrpt.accounting import describe
 from lrpt.methods import ModelDims
 from lrpt.methods.lopa import LoPA, LoPAConfig
 from lrpt.model import IGNORE
-from lrpt.params import describe
 
 TEXTS = ["a quiet film", "loud and very long"]
 

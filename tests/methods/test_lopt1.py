@@ -7,10 +7,10 @@ import torch
 from conftest import tiny
 
 import lrpt
+from lrpt.accounting import describe
 from lrpt.init import vocab_init
 from lrpt.methods import InitContext
 from lrpt.methods.lopt1 import LoPT1Config
-from lrpt.params import describe
 
 
 def build(seed: int = 0, **options):

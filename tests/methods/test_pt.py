@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lrpt.params import describe
+from lrpt.accounting import describe
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ import torch
 from conftest import tiny
 
 import lrpt
+from lrpt.accounting import describe
 from lrpt.methods.ulpt import ULPTConfig
-from lrpt.params import describe
 from lrpt.projection import latent_matrix, projection_fingerprint, projection_matrix
 
 D = 64  # tiny model's embedding size

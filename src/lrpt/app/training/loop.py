@@ -42,9 +42,9 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
-from lrpt.app.data import Example, TaskData
-from lrpt.app.evaluate import Unprompted, evaluate, subset
-from lrpt.app.tasks import Objective
+from lrpt.app.data.datasets import Example, TaskData
+from lrpt.app.data.tasks import Objective
+from lrpt.app.training.evaluate import Unprompted, evaluate, subset
 from lrpt.fileio import atomic_write_text, fsync_dir
 from lrpt.model import PromptedModel
 

@@ -6,9 +6,9 @@ import argparse
 import json
 import math
 
-from lrpt.app.options import add_method_options, method_options
+from lrpt.accounting import describe
+from lrpt.app.cli.flags import add_method_options, method_options
 from lrpt.methods import METHODS, method_class
-from lrpt.params import describe
 
 # Input encoders of instance-dependent methods, and their output size k.
 ENCODER_DIMS = {"tiny-bert": 64, "minilm-l6": 384}
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"method {args.method!r} uses no input encoder: drop --encoder-dim")
     embed_dim, encoder_dim = args.embed_dim, args.encoder_dim
     if args.model is not None:
-        from lrpt.models import load_model
+        from lrpt.base_models import load_model
 
         embed_dim = load_model(args.model).model.get_input_embeddings().weight.shape[1]
         if encoder_dim is None and not cls.static:

@@ -83,7 +83,7 @@ def _method(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[PromptMetho
             return load_method(args.path), None
         except ModelRequired:
             pass
-    from lrpt.models import load_model
+    from lrpt.base_models import load_model
 
     name = args.model or meta["model"]["name"]
     # the artifact's own model loads as the family it was trained as; a given one as it is

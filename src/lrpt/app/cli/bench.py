@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.suite is not None:
-        from lrpt.app.bench_suite import run_command
+        from lrpt.app.bench.suite import run_command
 
         if args.list and args.summarize:
             raise ValueError("--list and --summarize exclude each other")
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_speed_mode(args: argparse.Namespace) -> int:
-    from lrpt.app.bench_speed import markdown, run_speed
+    from lrpt.app.bench.speed import markdown, run_speed
 
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]

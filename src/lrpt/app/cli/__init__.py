@@ -9,15 +9,15 @@ from collections.abc import Sequence
 
 # sub-command name → module in lrpt.app exposing add_arguments(parser) and run(args) -> int
 COMMANDS: dict[str, tuple[str, str]] = {
-    "methods": ("lrpt.app.cmd_methods", "list the prompt methods with formulas and defaults"),
-    "params": ("lrpt.app.cmd_params", "count a method's trainable parameters"),
-    "inspect": ("lrpt.app.cmd_inspect", "show a saved prompt and its singular-value spectrum"),
-    "export": ("lrpt.app.cmd_export", "export a static prompt as a PEFT prompt-tuning adapter"),
-    "train": ("lrpt.app.cmd_train", "train a prompt on a task and save it with its results"),
-    "eval": ("lrpt.app.cmd_eval", "evaluate a trained prompt on a task split"),
-    "predict": ("lrpt.app.cmd_predict", "predict labels (or generate) for texts with a prompt"),
-    "data": ("lrpt.app.cmd_data", "list the built-in tasks, or show one"),
-    "bench": ("lrpt.app.cmd_bench", "benchmark methods: speed vs pt and PEFT, or a suite"),
+    "methods": ("lrpt.app.cli.methods", "list the prompt methods with formulas and defaults"),
+    "params": ("lrpt.app.cli.params", "count a method's trainable parameters"),
+    "inspect": ("lrpt.app.cli.inspect", "show a saved prompt and its singular-value spectrum"),
+    "export": ("lrpt.app.cli.export", "export a static prompt as a PEFT prompt-tuning adapter"),
+    "train": ("lrpt.app.cli.train", "train a prompt on a task and save it with its results"),
+    "eval": ("lrpt.app.cli.eval", "evaluate a trained prompt on a task split"),
+    "predict": ("lrpt.app.cli.predict", "predict labels (or generate) for texts with a prompt"),
+    "data": ("lrpt.app.cli.data", "list the built-in tasks, or show one"),
+    "bench": ("lrpt.app.cli.bench", "benchmark methods: speed vs pt and PEFT, or a suite"),
 }
 
 EXIT_BAD_INPUT = 2

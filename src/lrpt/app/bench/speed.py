@@ -81,7 +81,7 @@ def peak_memory(
     peaks = {}
     for name in names:
         code = (
-            "import sys, lrpt.app.bench_speed as b; "
+            "import sys, lrpt.app.bench.speed as b; "
             "print(b.step_peak_mb(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), "
             "sys.argv[5]))"
         )
@@ -144,7 +144,7 @@ def _summary(v: Variant) -> dict[str, Any]:
 def task_texts(task: str, count: int) -> tuple[list[str], list[str], Any]:
     """``count`` rendered training inputs of ``task`` (a task key or a data file) and their
     answer words."""
-    from lrpt.app.data import TASKS, load_task, load_user_data
+    from lrpt.app.data.datasets import TASKS, load_task, load_user_data
 
     data = load_task(task) if task in TASKS else load_user_data(task)
     rows = data.train[:count]
@@ -197,7 +197,7 @@ def training_variants(
     base: lrpt.LoadedModel, batch: dict, num_tokens: int, methods: list[str]
 ) -> list[Variant]:
     """One training-step variant per method, plus lrpt's naive pt and PEFT's pt."""
-    from lrpt.app.cmd_params import default_encoder
+    from lrpt.app.cli.params import default_encoder
 
     variants = []
     for key in methods:

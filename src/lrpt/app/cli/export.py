@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load(name: str, family: str | None = None) -> tuple:
-    from lrpt.models import load_model
+    from lrpt.base_models import load_model
 
     loaded = load_model(name, family=family)
     return loaded.model, loaded.tokenizer

@@ -12,14 +12,14 @@ import json
 import os
 from typing import Any
 
-from lrpt.app.cmd_train import (
+from lrpt.app.cli.train import (
     add_data_arguments,
     add_family_argument,
     add_task_arguments,
     load_data,
 )
-from lrpt.app.data import TASKS, TaskData, load_task
-from lrpt.app.tasks import TaskSpec, make_objective, parse_verbalizer, unescape
+from lrpt.app.data.datasets import TASKS, TaskData, load_task
+from lrpt.app.data.tasks import TaskSpec, make_objective, parse_verbalizer, unescape
 
 SPLITS = ("train", "validation", "test")
 
@@ -75,11 +75,11 @@ def load_trained(
 
     ``family``, if given, must be the artifact's (the prompt was trained on that kind of model).
     """
-    from lrpt.app.cmd_params import default_encoder
+    from lrpt.app.cli.params import default_encoder
     from lrpt.artifact import load_prompt, read_artifact
+    from lrpt.base_models import load_model
     from lrpt.methods import method_class
     from lrpt.model import InputEncoder
-    from lrpt.models import load_model
 
     meta = read_artifact(path)
     task = (meta.get("training") or {}).get("task")
@@ -127,7 +127,7 @@ def eval_data(args: argparse.Namespace, spec: TaskSpec) -> TaskData:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lrpt.app.evaluate import Unprompted, evaluate, subset
+    from lrpt.app.training.evaluate import Unprompted, evaluate, subset
 
     trained = load_trained(args.prompt, args.model, args.encoder, args.family)
     pm = trained.pm

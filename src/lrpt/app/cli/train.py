@@ -11,16 +11,16 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from lrpt.app.cmd_params import default_encoder
-from lrpt.app.data import METRICS, TASKS, TaskData, load_task, load_user_data
-from lrpt.app.options import add_method_options, method_options, option_types
-from lrpt.app.tasks import (
+from lrpt.app.cli.flags import add_method_options, method_options, option_types
+from lrpt.app.cli.params import default_encoder
+from lrpt.app.data.datasets import METRICS, TASKS, TaskData, load_task, load_user_data
+from lrpt.app.data.tasks import (
     DEFAULT_MAX_INPUT_TOKENS,
     check_max_input_tokens,
     make_objective,
     task_spec,
 )
-from lrpt.app.train import Run, TrainConfig, check_out, method_defaults, train
+from lrpt.app.training.loop import Run, TrainConfig, check_out, method_defaults, train
 from lrpt.methods import METHODS, method_class
 from lrpt.methods.base import config_fields
 
@@ -103,7 +103,7 @@ def add_family_argument(parser: argparse.ArgumentParser, *, trained: bool = Fals
 
 def model_source(key_or_path: str) -> str:
     """A model key as given, or a local directory as an absolute path (recorded in results)."""
-    from lrpt.models import model_keys
+    from lrpt.base_models import model_keys
 
     if key_or_path in model_keys():
         return key_or_path
@@ -117,8 +117,8 @@ def load_encoder(method: str, model_key: str, encoder_key: str | None) -> tuple[
         if encoder_key is not None:
             raise ValueError(f"method {method!r} uses no input encoder: drop --encoder")
         return None, None
+    from lrpt.base_models import load_model
     from lrpt.model import InputEncoder
-    from lrpt.models import load_model
 
     key = encoder_key or default_encoder(model_key)
     base = load_model(key, family="base")
@@ -254,9 +254,9 @@ def seed_and_options(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lrpt.app.metrics import is_regression
+    from lrpt.app.data.metrics import is_regression
+    from lrpt.base_models import load_model
     from lrpt.model import prompt_model
-    from lrpt.models import load_model
 
     out = Path(args.out).expanduser()
     check_out(out, args.resume)  # fail before loading anything

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lrpt.app.data import TASKS, load_task, task_available
+from lrpt.app.data.datasets import TASKS, load_task, task_available
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -38,8 +38,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from lrpt.app.data import Example, TaskData, check_template
-from lrpt.app.metrics import classification_metrics, is_regression, regression_metrics
+from lrpt.app.data.datasets import Example, TaskData, check_template
+from lrpt.app.data.metrics import classification_metrics, is_regression, regression_metrics
 
 OBJECTIVES = ("classify", "generate", "head")
 IGNORE = -100

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from lrpt.app.data import Example
-from lrpt.app.tasks import Objective
+from lrpt.app.data.datasets import Example
+from lrpt.app.data.tasks import Objective
 
 SUBSET_SEED = 0
 

@@ -10,10 +10,10 @@ import argparse
 import json
 import sys
 
-from lrpt.app.cmd_eval import load_trained, with_overrides
-from lrpt.app.cmd_train import add_family_argument
-from lrpt.app.data import Example
-from lrpt.app.tasks import make_objective
+from lrpt.app.cli.eval import load_trained, with_overrides
+from lrpt.app.cli.train import add_family_argument
+from lrpt.app.data.datasets import Example
+from lrpt.app.data.tasks import make_objective
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lrpt.app import bench_claims
+from lrpt.app.bench import claims as bench_claims
 from lrpt.fileio import atomic_write_bytes, atomic_write_text
 
 SUITES_DIR = Path("bench/suites")
@@ -137,7 +137,7 @@ class Suite:
 
 def is_builtin(task: str) -> bool:
     """Whether ``task`` names a built-in task (else it is a data file, as ``lrpt train --data``)."""
-    from lrpt.app.data import TASKS
+    from lrpt.app.data.datasets import TASKS
 
     return task in TASKS
 
@@ -261,8 +261,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _validate(where: str, runs: list[SuiteRun]) -> None:
     """Parse each run's arguments as ``lrpt train`` does and check the values, loading nothing."""
-    from lrpt.app import cmd_train
-    from lrpt.app.options import option_types
+    from lrpt.app.cli import train as cmd_train
+    from lrpt.app.cli.flags import option_types
     from lrpt.methods import method_class
 
     parser = _Parser(prog="lrpt train", allow_abbrev=False)

@@ -1,0 +1,1 @@
+"""Benchmarks: side-by-side speed (``--speed``), accuracy suites and their paper claims."""

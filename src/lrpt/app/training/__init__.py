@@ -1,0 +1,1 @@
+"""Training and evaluation: the training loop with checkpoints and resume, and evaluation."""
