@@ -197,7 +197,7 @@ def training_variants(
     base: lrpt.LoadedModel, batch: dict, num_tokens: int, methods: list[str]
 ) -> list[Variant]:
     """One training-step variant per method, plus lrpt's naive pt and PEFT's pt."""
-    from lrpt.app.cli.params import default_encoder
+    from lrpt.app.runs import default_encoder
 
     variants = []
     for key in methods:

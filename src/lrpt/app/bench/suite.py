@@ -22,8 +22,9 @@ suite stopped half-way already has a complete single-seed table. An entry's ``st
 (default 0) puts it after every entry of a lower stage, all seeds included: the core comparison
 completes before the extra configurations start. Run ``TASK/NAME/seedK`` trains in
 ``RESULTS/SUITE/TASK/NAME/seedK/``, the ``lrpt train --out`` layout (``prompt/``,
-``results.json``, ``checkpoint.pt``), through a child process ``python -m lrpt.app.cli train
-... --resume``: the same construction path as the command line, an interrupted run continues
+``results.json``, ``checkpoint.pt``), through a child process ``python -m lrpt train --config
+spec.json --resume``, where ``spec.json`` is the run's spec (:mod:`lrpt.app.spec`): the same
+construction path as the command line, an interrupted run continues
 from its checkpoint, and the child's own peak resident memory is measurable. When the child
 succeeds, ``run.json`` (:func:`run_record`) is written beside its results; a run with a
 ``run.json`` is finished and a rerun skips it (it is an error if the suite changed that run's
@@ -39,7 +40,6 @@ size of the saved ``prompt/`` directory.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import io
 import itertools
@@ -58,11 +58,14 @@ from pathlib import Path
 from typing import Any
 
 from lrpt.app.bench import claims as bench_claims
+from lrpt.app.cli.flags import check_method_options, option_types
+from lrpt.app.spec import RunSpec, sections_from_settings
 from lrpt.fileio import atomic_write_bytes, atomic_write_text
 
 SUITES_DIR = Path("bench/suites")
 RESULTS_DIR = Path("bench/results")
 RUN_RECORD = "run.json"
+RUN_SPEC = "spec.json"  # the run spec the child trains (lrpt train --config)
 TRAIN_LOG = "train.log"
 SUMMARY_FILES = ("summary.json", "summary.md", "summary.png")
 
@@ -111,13 +114,14 @@ class SuiteRun:
             "options": self.options,
         }
 
-    def argv(self, out: Path) -> list[str]:
-        """``lrpt train`` arguments of this run, writing to ``out``."""
+    def spec(self, out: Path) -> RunSpec:
+        """The run spec of this run, writing to ``out`` (validated: raises ValueError)."""
         source = "task" if is_builtin(self.task) else "data"
-        flags = self.training | self.options  # the run's own flags last: nothing overrides them
-        flags |= {"method": self.method, source: self.task, "seed": self.seed}
-        args = [f"--{key.replace('_', '-')}={_flag_text(value)}" for key, value in flags.items()]
-        return [*args, f"--out={out}", "--resume", "--quiet"]
+        settings = self.training | {"method": self.method, source: self.task, "seed": self.seed}
+        sections = sections_from_settings(settings)
+        check_method_options(self.method, self.options)
+        sections["method"] |= self.options
+        return RunSpec.from_dict(sections | {"out": str(out)}, f"run {self.id}")
 
 
 @dataclass(frozen=True)
@@ -140,12 +144,6 @@ def is_builtin(task: str) -> bool:
     from lrpt.app.data.datasets import TASKS
 
     return task in TASKS
-
-
-def _flag_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def suite_path(name: str) -> Path:
@@ -254,19 +252,8 @@ def _expand(where: str, configs: list[tuple[str, dict[str, Any]]]) -> list[Suite
     return [run for _, run in sorted(runs, key=lambda item: item[0])]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # raise instead of exiting
-        raise ValueError(message)
-
-
 def _validate(where: str, runs: list[SuiteRun]) -> None:
-    """Parse each run's arguments as ``lrpt train`` does and check the values, loading nothing."""
-    from lrpt.app.cli import train as cmd_train
-    from lrpt.app.cli.flags import option_types
-    from lrpt.methods import method_class
-
-    parser = _Parser(prog="lrpt train", allow_abbrev=False)
-    cmd_train.add_arguments(parser)
+    """Build each run's spec, which checks every value, loading nothing."""
     options = option_types()
     ids = [run.id for run in runs]
     twice = sorted({i for i in ids if ids.count(i) > 1})
@@ -290,10 +277,7 @@ def _validate(where: str, runs: list[SuiteRun]) -> None:
         if "model" not in run.training:
             raise ValueError(f"{where}, {run.config}: no model (set it in [defaults])")
         try:
-            args = parser.parse_args(run.argv(Path("out")))
-            seed, opts = cmd_train.seed_and_options(args)
-            cmd_train.train_config(args, seed)
-            method_class(args.method).config_class(**opts)
+            run.spec(Path("out"))
         except (ValueError, TypeError) as err:
             raise ValueError(f"{where}, run {run.id}: {err}") from None
 
@@ -363,7 +347,16 @@ def finished_record(run: SuiteRun, out: Path) -> dict[str, Any] | None:
 def train_run(suite: str, run: SuiteRun, out: Path) -> dict[str, Any] | None:
     """Train ``run`` in a child process into ``out``; → its record (also ``run.json``) or None."""
     out.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "lrpt.app.cli", "train", *run.argv(out)]
+    spec_file = atomic_write_text(out / RUN_SPEC, json.dumps(run.spec(out).to_dict(), indent=2))
+    command = [
+        sys.executable,
+        "-m",
+        "lrpt",
+        "train",
+        f"--config={spec_file}",
+        "--resume",
+        "--quiet",
+    ]
     start = time.perf_counter()
     code, peak_rss_mb = run_child(command, out / TRAIN_LOG)
     if code != 0:

@@ -49,6 +49,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("lrpt: interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,19 +7,13 @@ objective); the model is the one named in the artifact unless ``--model`` says o
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import os
 from typing import Any
 
-from lrpt.app.cli.train import (
-    add_data_arguments,
-    add_family_argument,
-    add_task_arguments,
-    load_data,
-)
-from lrpt.app.data.datasets import TASKS, TaskData, load_task
-from lrpt.app.data.tasks import TaskSpec, make_objective, parse_verbalizer, unescape
+from lrpt.app.cli.flags import add_family_argument, add_spec_flags, given_sections
+from lrpt.app.data.tasks import make_objective
+from lrpt.app.runs import eval_data, load_trained, with_overrides
+from lrpt.app.spec import DataSpec, FormatSpec
 
 SPLITS = ("train", "validation", "test")
 
@@ -47,83 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY_OR_PATH",
         help="input encoder of instance-dependent methods",
     )
-    add_family_argument(parser, trained=True)
+    add_family_argument(parser)
     parser.add_argument(
         "--zero-shot", action="store_true", help="also evaluate the frozen model without the prompt"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    add_data_arguments(parser, required=False)
-    add_task_arguments(parser)
-
-
-@dataclasses.dataclass
-class Loaded:
-    """A trained prompt ready to run: the prompted model, its task spec and artifact metadata."""
-
-    pm: Any
-    spec: TaskSpec
-    meta: dict[str, Any]
-
-
-def load_trained(
-    path: str | os.PathLike,
-    model: str | None = None,
-    encoder: str | None = None,
-    family: str | None = None,
-) -> Loaded:
-    """Load the artifact at ``path`` onto its frozen model (or ``model``), with its task spec.
-
-    ``family``, if given, must be the artifact's (the prompt was trained on that kind of model).
-    """
-    from lrpt.app.cli.params import default_encoder
-    from lrpt.artifact import load_prompt, read_artifact
-    from lrpt.base_models import load_model
-    from lrpt.methods import method_class
-    from lrpt.model import InputEncoder
-
-    meta = read_artifact(path)
-    task = (meta.get("training") or {}).get("task")
-    if not isinstance(task, dict):
-        raise ValueError(
-            f"{str(path)!r} holds no task format (labels, template): it was not saved by lrpt train"
-        )
-    spec = TaskSpec.from_dict(task)
-    trained_on = meta["model"]["family"]
-    if family is not None and family != trained_on:
-        raise ValueError(
-            f"--family {family} contradicts the artifact: the prompt was trained on a "
-            f"{trained_on} model"
-        )
-    source = model or meta["model"]["name"]
-    num_labels = 1 if spec.regression else len(spec.labels)
-    loaded = load_model(source, family=trained_on, num_labels=num_labels)
-    enc = None
-    if not method_class(meta["method"]).static:
-        key = encoder or (meta.get("encoder") or {}).get("name") or default_encoder(source)
-        base = load_model(key, family="base")
-        enc = InputEncoder(base.model, base.tokenizer)
-    pm = load_prompt(path, loaded.model, loaded.tokenizer, encoder=enc)
-    return Loaded(pm, spec, meta)
-
-
-def with_overrides(spec: TaskSpec, template: str | None, verbalizer: str | None) -> TaskSpec:
-    """``spec`` with a ``--template`` / ``--verbalizer`` from the command line."""
-    if template is not None:
-        spec = dataclasses.replace(spec, template=unescape(template))
-    if verbalizer is not None:
-        spec = dataclasses.replace(spec, verbalizer=parse_verbalizer(verbalizer, spec.labels))
-    return spec
-
-
-def eval_data(args: argparse.Namespace, spec: TaskSpec) -> TaskData:
-    """``--task``/``--data``, else the built-in task the prompt was trained on."""
-    if args.task is None and args.data is None:
-        if spec.name not in TASKS:
-            raise ValueError(
-                f"the prompt was trained on {spec.name!r}, not a built-in task: pass --data"
-            )
-        return load_task(spec.name)
-    return load_data(args)
+    add_spec_flags(parser, "data", DataSpec, "data (default: the task the prompt was trained on)")
+    add_spec_flags(
+        parser, "format", FormatSpec, "task format", skip=("objective", "max_input_tokens")
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,8 +57,10 @@ def run(args: argparse.Namespace) -> int:
 
     trained = load_trained(args.prompt, args.model, args.encoder, args.family)
     pm = trained.pm
-    spec = with_overrides(trained.spec, args.template, args.verbalizer)
-    task = eval_data(args, spec)
+    given = given_sections(args)
+    fmt = given.get("format", {})
+    spec = with_overrides(trained.spec, fmt.get("template"), fmt.get("verbalizer"))
+    task = eval_data(DataSpec(**given.get("data", {})), spec)
     if args.max_examples < 0:
         raise ValueError(f"--max-examples must be ≥ 0, got {args.max_examples}")
     examples = subset(getattr(task, args.split), args.max_examples or None)

@@ -1,12 +1,16 @@
-"""Command-line flags derived from the method registry: one flag per config field of any method.
+"""Command-line flags derived from declarations, never written by hand.
 
-A flag a method's config does not have is rejected with a message listing the ones it takes.
+* Method options: one flag per config field of any registered method; a flag the chosen method's
+  config does not have is rejected with a message listing the ones it takes.
+* Run-spec flags: one flag per field of the run spec's sections (:mod:`lrpt.app.spec`), with the
+  help text declared on the field.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import typing
 from typing import Any
 
 from lrpt.methods import METHODS
@@ -59,13 +63,7 @@ def method_options(method: str, args: argparse.Namespace) -> dict[str, Any]:
         for key, value in vars(args).items()
         if key.startswith("opt_") and value is not None
     }
-    fields = config_fields(METHODS[method].config_class)
-    unused = sorted(set(given) - set(fields))
-    if unused:
-        takes = ", ".join(flag(f) for f in fields) or "no options"
-        raise ValueError(
-            f"method {method!r} does not use {', '.join(flag(u) for u in unused)}; it takes {takes}"
-        )
+    check_method_options(method, given)
     return given
 
 
@@ -76,3 +74,95 @@ def config_defaults(method: str) -> dict[str, Any]:
         for f in dataclasses.fields(METHODS[method].config_class)
         if f.default is not dataclasses.MISSING
     }
+
+
+# --- run-spec flags: one flag per spec field, derived from the spec's dataclasses ----------
+
+
+def _flag_type(hint: Any) -> type:
+    """``int``, ``float`` or ``str`` from a field's type hint (``X | None`` included)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    if len(args) != 1 or args[0] not in (int, float, str):
+        raise TypeError(f"spec field type {hint!r} has no flag type")
+    return args[0]
+
+
+def _zero_is_none(caster: type) -> Any:
+    def parse(text: str) -> Any:
+        value = caster(text)
+        return None if value == 0 else value
+
+    return parse
+
+
+def spec_flag(field: dataclasses.Field) -> str:
+    """The flag of a spec field: its metadata's ``flag``, else ``--field-name``."""
+    return field.metadata.get("flag") or flag(field.name)
+
+
+def add_spec_flags(
+    parser: argparse.ArgumentParser, section: str, cls: type, title: str, *, skip: tuple = ()
+) -> None:
+    """One flag per field of spec section ``cls`` (dest ``section.field``; absent unless given).
+
+    Only given flags appear in the parsed namespace, so they can override a ``--config`` file.
+    """
+    group = parser.add_argument_group(title)
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in skip or "help" not in field.metadata:
+            continue
+        meta = field.metadata
+        caster = _flag_type(hints[field.name])
+        kwargs: dict[str, Any] = {
+            "dest": f"{section}.{field.name}",
+            "type": _zero_is_none(caster) if meta.get("zero_is_none") else caster,
+            "default": argparse.SUPPRESS,
+            "help": meta["help"] or None,
+        }
+        if "metavar" in meta:
+            kwargs["metavar"] = meta["metavar"]
+        if "choices" in meta:
+            kwargs["choices"] = meta["choices"]
+        group.add_argument(spec_flag(field), **kwargs)
+
+
+def given_sections(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The spec flags given on the command line: ``{section: {field: value}}``, method options
+    included (under ``method``)."""
+    sections: dict[str, dict[str, Any]] = {}
+    for dest, value in vars(args).items():
+        section, dot, name = dest.partition(".")
+        if dot:
+            sections.setdefault(section, {})[name] = value
+    options = {
+        key.removeprefix("opt_"): value
+        for key, value in vars(args).items()
+        if key.startswith("opt_") and value is not None
+    }
+    if options:
+        sections.setdefault("method", {}).update(options)
+    return sections
+
+
+def check_method_options(method: str, options: dict[str, Any]) -> None:
+    """Options ``method``'s config does not have: rejected by flag name, with the ones it takes."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    fields = config_fields(METHODS[method].config_class)
+    unused = sorted(set(options) - set(fields))
+    if unused:
+        takes = ", ".join(flag(f) for f in fields) or "no options"
+        raise ValueError(
+            f"method {method!r} does not use {', '.join(flag(u) for u in unused)}; it takes {takes}"
+        )
+
+
+def add_family_argument(parser: argparse.ArgumentParser) -> None:
+    """``--family`` of a trained prompt's model: checked against the artifact's."""
+    parser.add_argument(
+        "--family",
+        choices=("causal", "seq2seq", "encoder"),
+        default=None,
+        help="the model's family when its config.json cannot tell (must match the artifact's)",
+    )

@@ -8,15 +8,8 @@ import math
 
 from lrpt.accounting import describe
 from lrpt.app.cli.flags import add_method_options, method_options
+from lrpt.app.runs import ENCODER_DIMS, default_encoder
 from lrpt.methods import METHODS, method_class
-
-# Input encoders of instance-dependent methods, and their output size k.
-ENCODER_DIMS = {"tiny-bert": 64, "minilm-l6": 384}
-
-
-def default_encoder(model_key: str) -> str:
-    """The input encoder lrpt pairs with ``model_key``: tiny-bert for tiny models, else MiniLM."""
-    return "tiny-bert" if model_key.startswith("tiny-") else "minilm-l6"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

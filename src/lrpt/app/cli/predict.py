@@ -10,10 +10,10 @@ import argparse
 import json
 import sys
 
-from lrpt.app.cli.eval import load_trained, with_overrides
-from lrpt.app.cli.train import add_family_argument
+from lrpt.app.cli.flags import add_family_argument
 from lrpt.app.data.datasets import Example
 from lrpt.app.data.tasks import make_objective
+from lrpt.app.runs import load_trained, with_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the frozen model (default: the one named in the artifact)",
     )
     parser.add_argument("--encoder", default=None, metavar="KEY_OR_PATH")
-    add_family_argument(parser, trained=True)
+    add_family_argument(parser)
     parser.add_argument("--template", default=None, help="override the trained template")
     parser.add_argument("--verbalizer", default=None, metavar="LABEL=WORD,...")
     parser.add_argument("--batch-size", type=int, default=32)

@@ -76,25 +76,57 @@ def method_defaults(method: str) -> dict[str, float]:
     return COMMON_DEFAULTS | METHOD_DEFAULTS.get(method, FALLBACK_DEFAULTS)
 
 
+def _help(text: str, *, metavar: str | None = None, zero_is_none: bool = False) -> dict[str, Any]:
+    """A training option's metadata: help text and how its flag reads it (see lrpt.app.spec)."""
+    meta: dict[str, Any] = {"help": text}
+    if metavar is not None:
+        meta["metavar"] = metavar
+    if zero_is_none:
+        meta["zero_is_none"] = True
+    return meta
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training hyper-parameters; ``None`` limits mean "all examples", ``patience`` None = off."""
+    """Training hyper-parameters: each declared once, here; ``lrpt train``'s flags derive from
+    these fields. ``None`` limits mean "all examples", ``patience`` None = off; ``lr``,
+    ``head_lr``, ``weight_decay`` and ``warmup`` None = the method's default
+    (:meth:`resolved`)."""
 
-    steps: int = 100
-    batch_size: int = 16
-    grad_accum: int = 1
-    lr: float = 1e-2
-    head_lr: float | None = None  # encoder classifiers' head; None: lr
-    weight_decay: float = 1e-5
-    warmup: float = 0.1  # fraction of the steps
-    max_grad_norm: float = 1.0
-    eval_every: int = 25
-    eval_batch_size: int = 32
-    max_eval_examples: int | None = 200
-    max_test_examples: int | None = 1000
-    patience: int | None = None
-    checkpoint_every: int = 10
-    seed: int = 0
+    steps: int = field(default=100, metadata=_help("optimizer steps"))
+    batch_size: int = field(default=16, metadata=_help("examples per micro-batch"))
+    grad_accum: int = field(default=1, metadata=_help("micro-batches per step"))
+    lr: float | None = field(default=None, metadata=_help("learning rate (default: per method)"))
+    head_lr: float | None = field(
+        default=None, metadata=_help("encoder classifiers' head learning rate")
+    )
+    weight_decay: float | None = field(default=None, metadata=_help("(default: per method)"))
+    warmup: float | None = field(
+        default=None, metadata=_help("warmup as a fraction of the steps (default: per method)")
+    )
+    max_grad_norm: float = field(default=1.0, metadata=_help("gradient-norm clipping"))
+    eval_every: int = field(default=25, metadata=_help("validate every N steps"))
+    eval_batch_size: int = field(default=32, metadata=_help("examples per evaluation batch"))
+    max_eval_examples: int | None = field(
+        default=200,
+        metadata=_help("validation examples (a fixed seeded sample; 0 = all)", zero_is_none=True),
+    )
+    max_test_examples: int | None = field(
+        default=1000,
+        metadata=_help("test examples (a fixed seeded sample; 0 = all)", zero_is_none=True),
+    )
+    patience: int | None = field(
+        default=None, metadata=_help("stop after N validations without improvement")
+    )
+    checkpoint_every: int = field(default=10, metadata=_help("checkpoint every K steps",
+                                                                 metavar="K"))  # fmt: skip
+    seed: int = field(
+        default=0,
+        metadata=_help(
+            "seeds torch, random, numpy, the data order and the method's initialisation",
+            metavar="S",
+        ),
+    )
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_batch_size"):
@@ -103,15 +135,40 @@ class TrainConfig:
         for name in ("max_eval_examples", "max_test_examples", "patience"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name))
-        for name in ("lr", "max_grad_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.head_lr is not None and not self.head_lr > 0:
-            raise ValueError(f"head_lr must be > 0, got {self.head_lr}")
-        if not self.weight_decay >= 0:
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed must be an integer ≥ 0, got {self.seed!r}")
+        for name in ("lr", "head_lr", "max_grad_norm"):
+            value = getattr(self, name)
+            if value is not None and not _number(value) > 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if self.weight_decay is not None and not _number(self.weight_decay) >= 0:
             raise ValueError(f"weight_decay must be ≥ 0, got {self.weight_decay}")
-        if not 0 <= self.warmup < 1:
+        if self.warmup is not None and not 0 <= _number(self.warmup) < 1:
             raise ValueError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+
+    def resolved(self, defaults: dict[str, float], *, head: bool) -> TrainConfig:
+        """Unset ``lr``/``weight_decay``/``warmup`` from ``defaults`` (the method's); ``head_lr``
+        likewise when the model has a trainable head, else None."""
+        fill = {
+            k: defaults[k] for k in ("lr", "weight_decay", "warmup") if getattr(self, k) is None
+        }
+        head_lr = (
+            (self.head_lr if self.head_lr is not None else defaults["head_lr"]) if head else None
+        )
+        return dataclasses.replace(self, **fill, head_lr=head_lr)
+
+    def value(self, name: str) -> float:
+        """A resolved option's value (see :meth:`resolved`)."""
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"training option {name} is unset: resolve the config first")
+        return float(value)
+
+
+def _number(value: Any) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    return float(value)
 
 
 def _check_int(name: str, value: Any) -> None:
@@ -158,7 +215,7 @@ class RunState:
 
 def lr_lambda(cfg: TrainConfig) -> Any:
     """Linear warmup over ``warmup·steps`` steps, then linear decay to 0 at ``steps``."""
-    warmup = int(cfg.warmup * cfg.steps)
+    warmup = int(cfg.value("warmup") * cfg.steps)
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -310,14 +367,24 @@ def load_checkpoint(run: Run, optimizer: Any, scheduler: Any) -> RunState:
 # --- the loop ------------------------------------------------------------------------------
 
 
-def train(run: Run, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train ``run`` (resuming from its checkpoint if asked and present); → the results dict."""
+def train(
+    run: Run, *, resume: bool = False, progress: bool = True, spec: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train ``run`` (resuming from its checkpoint if asked and present); → the results dict.
+
+    Training options left unset take the method's defaults (:meth:`TrainConfig.resolved`).
+    ``spec``: the run spec that built ``run`` (:mod:`lrpt.app.spec`), recorded in the results.
+    """
+    head = bool(run.pm.head_parameters())
+    run = dataclasses.replace(
+        run, cfg=run.cfg.resolved(method_defaults(run.pm.method.key), head=head)
+    )
     cfg, pm = run.cfg, run.pm
     if not run.task.train:
         raise ValueError(f"task {run.task.name!r} has no training examples")
     has_checkpoint = prepare_out(run.out, resume)
     optimizer = torch.optim.AdamW(
-        pm.param_groups(cfg.lr, cfg.head_lr), weight_decay=cfg.weight_decay
+        pm.param_groups(cfg.value("lr"), cfg.head_lr), weight_decay=cfg.value("weight_decay")
     )
     scheduler = LambdaLR(optimizer, lr_lambda(cfg))
     if has_checkpoint:
@@ -353,7 +420,7 @@ def train(run: Run, *, resume: bool = False, progress: bool = True) -> dict[str,
         if state.step % cfg.checkpoint_every == 0 or last:
             save_checkpoint(run, optimizer, scheduler, state)
     bar.close()
-    return finish(run, state, len(validation), progress)
+    return finish(run, state, len(validation), progress, spec)
 
 
 def train_step(
@@ -407,7 +474,9 @@ def validate(run: Run, state: RunState, examples: Sequence[Example], bar: Any) -
         )
 
 
-def finish(run: Run, state: RunState, n_validation: int, progress: bool) -> dict[str, Any]:
+def finish(
+    run: Run, state: RunState, n_validation: int, progress: bool, spec: dict[str, Any] | None
+) -> dict[str, Any]:
     """Restore the best tensors, test, zero-shot, save the prompt and ``results.json``."""
     cfg, pm = run.cfg, run.pm
     if state.best_tensors is not None:
@@ -445,6 +514,8 @@ def finish(run: Run, state: RunState, n_validation: int, progress: bool) -> dict
     }
     if reason is not None:
         results["zero_shot_reason"] = reason
+    if spec is not None:
+        results["spec"] = spec
     save_artifact(run, state, test_metrics)
     write_json(run.out / RESULTS, results)
     return results

@@ -1,0 +1,184 @@
+"""The application's API: run a :class:`~lrpt.app.spec.RunSpec`, load a trained prompt.
+
+The commands parse, call these functions and print; they never import each other. Everything
+that turns names into loaded objects lives here once: the base model, the input encoder of
+instance-dependent methods, the task data, the prompted model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from lrpt.app.data.datasets import TASKS, TaskData, load_task, load_user_data
+from lrpt.app.data.metrics import is_regression
+from lrpt.app.data.tasks import TaskSpec, make_objective, parse_verbalizer, task_spec, unescape
+from lrpt.app.spec import DataSpec, RunSpec
+from lrpt.app.training.loop import Run, check_out, train
+from lrpt.methods import method_class
+
+# Input encoders of instance-dependent methods, and their output size k.
+ENCODER_DIMS = {"tiny-bert": 64, "minilm-l6": 384}
+
+
+def default_encoder(model_key: str) -> str:
+    """The input encoder lrpt pairs with ``model_key``: tiny-bert for tiny models, else MiniLM."""
+    return "tiny-bert" if model_key.startswith("tiny-") else "minilm-l6"
+
+
+def load_encoder(method: str, model_key: str, encoder_key: str | None) -> tuple[Any, str | None]:
+    """The input encoder an instance-dependent method needs (and its key), else (None, None)."""
+    if method_class(method).static:
+        if encoder_key is not None:
+            raise ValueError(f"method {method!r} uses no input encoder: drop --encoder")
+        return None, None
+    from lrpt.base_models import load_model
+    from lrpt.model import InputEncoder
+
+    key = encoder_key or default_encoder(model_key)
+    base = load_model(key, family="base")
+    return InputEncoder(base.model, base.tokenizer), key
+
+
+def load_data(data: DataSpec) -> TaskData:
+    """The built-in task or the user's data files a spec names."""
+    if data.task is not None:
+        return load_task(data.task)
+    if data.data is None:
+        raise ValueError("no data: give a task or a data file (--task or --data)")
+    return load_user_data(
+        data.data,
+        text_field=data.text_field,
+        text_pair_field=data.text_pair_field,
+        label_field=data.label_field,
+        validation=data.validation_data,
+        test=data.test_data,
+        metric=data.metric or "accuracy",
+    )
+
+
+def model_source(key_or_path: str) -> str:
+    """A model key as given, or a local directory as an absolute path (recorded in results)."""
+    from lrpt.base_models import model_keys
+
+    if key_or_path in model_keys():
+        return key_or_path
+    path = Path(key_or_path).expanduser()
+    return str(path.resolve()) if path.exists() else key_or_path
+
+
+def prepare(spec: RunSpec, out: Path) -> Run:
+    """Load what ``spec`` names and build the prompted model: a :class:`Run` ready to train."""
+    from lrpt.base_models import load_model
+    from lrpt.model import prompt_model
+
+    task = load_data(spec.data)
+    num_labels = 1 if is_regression(task.metric) else len(task.labels)
+    loaded = load_model(spec.model.name, family=spec.model.family, num_labels=num_labels)
+    if loaded.family != "encoder" and spec.training.head_lr is not None:
+        raise ValueError(
+            f"--head-lr is for encoder classifiers; {spec.model.name!r} is {loaded.family}"
+        )
+    fmt = spec.format
+    tspec = task_spec(
+        task, loaded.family, objective=fmt.objective, template=fmt.template,
+        verbalizer=fmt.verbalizer, max_input_tokens=fmt.max_input_tokens,
+    )  # fmt: skip
+    objective = make_objective(tspec, loaded.tokenizer, loaded.family, loaded.model.config)
+    encoder, encoder_key = load_encoder(spec.method.key, spec.model.name, spec.model.encoder)
+    pm = prompt_model(
+        spec.method.key, loaded.model, loaded.tokenizer, encoder=encoder,
+        seed=spec.training.seed, **spec.method.options,
+    )  # fmt: skip
+    model = {"name": model_source(spec.model.name), "family": loaded.family, "encoder": encoder_key}
+    return Run(pm, objective, task, spec.training, out, model)
+
+
+def train_spec(
+    spec: RunSpec, *, out: str | os.PathLike | None = None, resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """Train the run ``spec`` describes into ``out`` (default: ``spec.out``); → its results,
+    which record the spec (``results["spec"]``) with the model as loaded (a local directory as
+    an absolute path)."""
+    where = out if out is not None else spec.out
+    if where is None:
+        raise ValueError("no output directory: pass --out (or set out in the config)")
+    path = Path(where).expanduser()
+    check_out(path, resume)  # fail before loading anything
+    run = prepare(spec, path)
+    recorded = dataclasses.replace(
+        spec,
+        model=dataclasses.replace(spec.model, name=run.model["name"]),
+        out=str(path),
+    )
+    return train(run, resume=resume, progress=progress, spec=recorded.to_dict())
+
+
+# --- trained prompts -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Loaded:
+    """A trained prompt ready to run: the prompted model, its task spec and artifact metadata."""
+
+    pm: Any
+    spec: TaskSpec
+    meta: dict[str, Any]
+
+
+def load_trained(
+    path: str | os.PathLike,
+    model: str | None = None,
+    encoder: str | None = None,
+    family: str | None = None,
+) -> Loaded:
+    """Load the artifact at ``path`` onto its frozen model (or ``model``), with its task spec.
+
+    ``family``, if given, must be the artifact's (the prompt was trained on that kind of model).
+    """
+    from lrpt.artifact import load_prompt, read_artifact
+    from lrpt.base_models import load_model
+
+    meta = read_artifact(path)
+    task = (meta.get("training") or {}).get("task")
+    if not isinstance(task, dict):
+        raise ValueError(
+            f"{str(path)!r} holds no task format (labels, template): it was not saved by lrpt train"
+        )
+    spec = TaskSpec.from_dict(task)
+    trained_on = meta["model"]["family"]
+    if family is not None and family != trained_on:
+        raise ValueError(
+            f"--family {family} contradicts the artifact: the prompt was trained on a "
+            f"{trained_on} model"
+        )
+    source = model or meta["model"]["name"]
+    num_labels = 1 if spec.regression else len(spec.labels)
+    loaded = load_model(source, family=trained_on, num_labels=num_labels)
+    recorded = (meta.get("encoder") or {}).get("name")
+    enc, _ = load_encoder(meta["method"], source, encoder or recorded)
+    pm = load_prompt(path, loaded.model, loaded.tokenizer, encoder=enc)
+    return Loaded(pm, spec, meta)
+
+
+def with_overrides(spec: TaskSpec, template: str | None, verbalizer: str | None) -> TaskSpec:
+    """``spec`` with a ``--template`` / ``--verbalizer`` from the command line."""
+    if template is not None:
+        spec = dataclasses.replace(spec, template=unescape(template))
+    if verbalizer is not None:
+        spec = dataclasses.replace(spec, verbalizer=parse_verbalizer(verbalizer, spec.labels))
+    return spec
+
+
+def eval_data(data: DataSpec, spec: TaskSpec) -> TaskData:
+    """The task or data ``data`` names, else the built-in task the prompt was trained on."""
+    if not data.given:
+        if spec.name not in TASKS:
+            raise ValueError(
+                f"the prompt was trained on {spec.name!r}, not a built-in task: pass --data"
+            )
+        return load_task(spec.name)
+    return load_data(data)
