@@ -48,4 +48,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lrpt: interrupted", file=sys.stderr)
         return 130
-
