@@ -16,7 +16,7 @@ from conftest import tiny, tiny_encoder
 
 import lrpt
 from lrpt.app.cli import main
-from lrpt.app.cli.inspect import spectrum
+from lrpt.app.inspection import spectrum
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 SAME_LENGTH = ["abc def", "xyz uvw"]  # equal token counts: no padding, identical position ids

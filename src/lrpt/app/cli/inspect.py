@@ -1,35 +1,16 @@
-"""``lrpt inspect``: what a saved prompt artifact holds, and the spectrum of its prompt.
-
-For static methods the prompt is materialised from the artifact alone: the method is rebuilt on
-CPU from the stored config and dims, its stored tensors are loaded, and its frozen tensors are
-regenerated and checked against the stored fingerprints (``lrpt.artifact.load_method``). Frozen
-tensors that derive from the base model's embeddings (``lopt2``'s ``X0``) cannot be regenerated
-without it; only then is the base model loaded (``--model``, default: the name in the artifact)
-and checked against the stored identity.
-"""
+"""``lrpt inspect``: what a saved prompt artifact holds, and the spectrum of its prompt
+(computed by :mod:`lrpt.app.inspection`)."""
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 from typing import Any
 
-import torch
-
-from lrpt.artifact import (
-    ModelRequired,
-    artifact_size,
-    load_method,
-    read_artifact,
-    read_tensors,
-)
+from lrpt.app.inspection import RANK_TOL, collect, plot_spectrum, pyplot
 from lrpt.errors import LrptError
-from lrpt.fileio import atomic_write_bytes
-from lrpt.methods import PromptMethod, method_class
 
-RANK_TOL = 1e-3  # threshold effective rank: singular values above RANK_TOL × the largest
 SHOWN = 20  # singular values printed in the terminal table (--json has all)
 
 HELP = f"""Effective rank of the materialised n × d prompt P with singular values σ_1 ≥ … ≥ σ_k:
@@ -55,107 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="base model to check against; loaded anyway when the method's frozen "
         "tensors derive from it (default: the model named in the artifact)",
     )
-
-
-def spectrum(prompt: torch.Tensor) -> dict[str, Any]:
-    """Singular values of ``prompt`` (n, d) and its two effective ranks (see ``HELP``)."""
-    sigma = torch.linalg.svdvals(prompt.detach().to("cpu", torch.float64))  # (min(n, d),)
-    top = float(sigma[0]) if len(sigma) else 0.0
-    threshold = int((sigma > RANK_TOL * top).sum()) if top > 0 else 0
-    total = float(sigma.sum())
-    entropy_rank = 0.0
-    if total > 0:
-        p = sigma[sigma > 0] / total
-        entropy_rank = math.exp(float(-(p * p.log()).sum()))
-    return {
-        "shape": list(prompt.shape),
-        "singular_values": [float(s) for s in sigma],
-        "effective_rank": threshold,
-        "entropy_effective_rank": entropy_rank,
-        "rank_tolerance": RANK_TOL,
-    }
-
-
-def _method(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[PromptMethod, str | None]:
-    """The artifact's method, loading the base model only if given or needed."""
-    if args.model is None:
-        try:
-            return load_method(args.path), None
-        except ModelRequired:
-            pass
-    from lrpt.base_models import load_model
-
-    name = args.model or meta["model"]["name"]
-    # the artifact's own model loads as the family it was trained as; a given one as it is
-    family = None if args.model else meta["model"]["family"]
-    loaded = load_model(name, family=family)
-    return load_method(args.path, model=loaded.model, tokenizer=loaded.tokenizer), name
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise LrptError("--plot needs matplotlib: pip install 'lrpt[plot]'") from None
-    return plt
-
-
-def _plot(path: str, spec: dict[str, Any], title: str) -> None:
-    plt = _pyplot()
-    sigma = spec["singular_values"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.semilogy(range(1, len(sigma) + 1), [max(s, 1e-30) for s in sigma], marker=".")
-    if sigma and sigma[0] > 0:
-        ax.axhline(RANK_TOL * sigma[0], color="grey", linestyle="--", label=f"{RANK_TOL:g}·σ₁")
-        ax.legend()
-    ax.set_xlabel("index i")
-    ax.set_ylabel("singular value σ_i")
-    ax.set_title(
-        f"{title}: rank {spec['effective_rank']} (σ > {RANK_TOL:g}·σ₁), "
-        f"entropy rank {spec['entropy_effective_rank']:.2f}",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    image = io.BytesIO()
-    fig.savefig(image, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, image.getvalue())
-
-
-def collect(args: argparse.Namespace) -> dict[str, Any]:
-    """Everything ``inspect`` reports, as one JSON-able dict."""
-    meta = read_artifact(args.path)
-    tensors = read_tensors(args.path, meta)
-    cls = method_class(meta["method"])
-    counts = {"method": 0, "head": 0}
-    for name, tensor in tensors.items():
-        counts["head" if name.startswith("head.") else "method"] += tensor.numel()
-    info: dict[str, Any] = {
-        "path": str(args.path),
-        "method": meta["method"],
-        "paper": cls.paper,
-        "formula": cls.formula,
-        "static": cls.static,
-        "config": meta["config"],
-        "dims": meta["dims"],
-        "trainable_params": counts,
-        "bytes": artifact_size(args.path),
-        "model": meta["model"],
-        "encoder": meta["encoder"],
-        "extra": meta["extra"],
-        "tensors": meta["tensors"],
-        "training": meta["training"],
-        "model_loaded": None,
-        "spectrum": None,
-    }
-    if cls.static:
-        method, info["model_loaded"] = _method(args, meta)
-        with torch.no_grad():
-            info["spectrum"] = spectrum(method.materialise())
-    return info
 
 
 def _print(info: dict[str, Any]) -> None:
@@ -215,15 +95,15 @@ def _print_spectrum(info: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.plot:
-        _pyplot()  # fail before any work when matplotlib is missing
-    info = collect(args)
+        pyplot()  # fail before any work when matplotlib is missing
+    info = collect(args.path, args.model)
     if args.plot:
         if info["spectrum"] is None:
             raise LrptError(
                 f"--plot: method {info['method']!r} is instance-dependent: it has no single "
                 "prompt to plot"
             )
-        _plot(args.plot, info["spectrum"], f"{info['method']} {args.path}")
+        plot_spectrum(args.plot, info["spectrum"], f"{info['method']} {args.path}")
     if args.json:
         print(json.dumps(info))
     else:
