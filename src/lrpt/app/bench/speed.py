@@ -186,7 +186,7 @@ def _peft_prompt_model(model: Any, pm: lrpt.PromptedModel) -> Any:
 
     n = pm.method.num_tokens
     config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=n)
-    peft_model = get_peft_model(model, config)
+    peft_model: Any = get_peft_model(model, config)
     with torch.no_grad():
         peft_model.prompt_encoder["default"].embedding.weight.copy_(pm.method.materialise())
     return peft_model
@@ -203,7 +203,7 @@ def training_variants(
     for key in methods:
         cls = lrpt.METHODS[key]
         # methods that also update the input embeddings keep their budget-matched short prompt
-        opts = {} if changes_input(cls) else {"num_tokens": num_tokens}
+        opts: dict[str, Any] = {} if changes_input(cls) else {"num_tokens": num_tokens}
         encoder = None
         if not cls.static:
             enc = lrpt.load_model(default_encoder(base.name), family="base")

@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
+from collections.abc import Callable
 from typing import Any
 
 from lrpt.methods import METHODS
 from lrpt.methods.base import config_fields
-
-_TYPES = {"int": int, "float": float, "str": str, "bool": None}
 
 
 def parse_bool(text: str) -> bool:
@@ -27,6 +26,14 @@ def parse_bool(text: str) -> bool:
     if value in ("false", "0", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+_TYPES: dict[str, Callable[[str], Any]] = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": parse_bool,
+}
 
 
 def flag(name: str) -> str:
@@ -50,7 +57,7 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
     """Add one ``--flag`` per method config field (default: not given)."""
     group = parser.add_argument_group("method options (each method takes a subset)")
     for name, kind in sorted(option_types().items()):
-        caster = parse_bool if kind == "bool" else _TYPES[kind]
+        caster = _TYPES[kind]
         metavar = "{true,false}" if kind == "bool" else kind.upper()
         group.add_argument(flag(name), dest=f"opt_{name}", type=caster, default=None,
                            metavar=metavar)  # fmt: skip

@@ -32,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
     embed_dim, encoder_dim = args.embed_dim, args.encoder_dim
     if args.model is not None:
         from lrpt.base_models import load_model
+        from lrpt.model import model_dims
 
-        embed_dim = load_model(args.model).model.get_input_embeddings().weight.shape[1]
+        embed_dim = model_dims(load_model(args.model).model).embed_dim
         if encoder_dim is None and not cls.static:
             encoder_dim = ENCODER_DIMS[default_encoder(args.model)]
     if not cls.static and encoder_dim is None:

@@ -51,7 +51,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 from lrpt.pretrained import cache_dir
 
@@ -204,10 +204,10 @@ def _extract_vader(sdist: Path, target: Path) -> None:
     try:
         with tarfile.open(sdist, "r:gz") as outer:
             inner_name = next(n for n in outer.getnames() if n.endswith(_VADER_INNER))
-            inner_file = outer.extractfile(inner_name)
+            inner_file = _member(outer, inner_name)
             with tarfile.open(fileobj=inner_file, mode="r:gz") as inner:
                 for name in _VADER_FILES:
-                    member = inner.extractfile(f"{_VADER_DIR}/{name}")
+                    member = _member(inner, f"{_VADER_DIR}/{name}")
                     (tmp / name).write_bytes(member.read())
         if target.exists():  # a concurrent extraction won
             return
@@ -454,16 +454,24 @@ def _read_file_examples(path: Path, fields: _Fields) -> list[Example]:
     return _to_examples(records, str(path), "line", fields)
 
 
+def _member(archive: tarfile.TarFile, name: str) -> IO[bytes]:
+    """A regular file inside ``archive``; ValueError if it is not one."""
+    handle = archive.extractfile(name)
+    if handle is None:
+        raise ValueError(f"{archive.name!r}: {name} is not a regular file")
+    return handle
+
+
 def _read_delimited(path: Path, delimiter: str, fields: _Fields) -> list[Record]:
     csv.field_size_limit(1 << 30)
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    quoting: Literal[0, 1, 2, 3] = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f, delimiter=delimiter, quoting=quoting)
         header = reader.fieldnames
         if not header:
             raise ValueError(f"{path}: the file is empty (no header line)")
         _check_fields(str(path), header, fields)
-        records = []
+        records: list[Record] = []
         for row in reader:
             if not any((v or "").strip() for k, v in row.items() if k is not None):
                 continue  # blank line
@@ -570,6 +578,7 @@ def _complete_splits(
             )
         return split_rows(train, n, n)
     if test is None:
+        assert val is not None  # one of them was given
         if len(train) >= SMALL:
             train, val_from_train, _ = split_rows(train, 1000, 0)
             return train, val_from_train, val

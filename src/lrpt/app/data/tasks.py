@@ -31,9 +31,9 @@ cue always survives.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -235,7 +235,20 @@ def raw_texts(examples: Sequence[Example]) -> list[str]:
     return [ex.text if ex.text_pair is None else f"{ex.text} {ex.text_pair}" for ex in examples]
 
 
-def device_of(model: torch.nn.Module) -> torch.device:
+class Runnable(Protocol):
+    """What an objective runs: a :class:`~lrpt.model.PromptedModel`, or the unprompted model
+    behind the same interface (:class:`~lrpt.app.training.evaluate.Unprompted`)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def generate(self, *args: Any, **kwargs: Any) -> torch.Tensor: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...
+
+    def eval(self) -> Any: ...
+
+
+def device_of(model: Runnable) -> torch.device:
     return next(model.parameters()).device
 
 
@@ -303,19 +316,19 @@ class Objective:
             return list(full[len(base) :])
         return list(self.tok(" " + word, add_special_tokens=False)["input_ids"])
 
-    def inputs(self, batch: Batch, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    def inputs(self, batch: Batch, model: Runnable) -> tuple[torch.Tensor, torch.Tensor]:
         ids, mask = pad(batch.rows, self.pad_id, left=self.left)
         device = device_of(model)
         return ids.to(device), mask.to(device)
 
     # interface ------------------------------------------------------------------------------
-    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    def loss(self, model: Runnable, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
 
-    def predict(self, model: torch.nn.Module, batch: Batch) -> list[Any]:
+    def predict(self, model: Runnable, batch: Batch) -> list[Any]:
         raise NotImplementedError
 
-    def answers(self, model: torch.nn.Module, batch: Batch) -> list[str]:
+    def answers(self, model: Runnable, batch: Batch) -> list[str]:
         """Human-readable predictions: label names, or values for regression."""
         return [self.show(pred) for pred in self.predict(model, batch)]
 
@@ -349,7 +362,7 @@ class ClassifyObjective(Objective):
             torch.arange(self.width)[None] < torch.tensor([len(w) for w in self.words])[:, None]
         )
 
-    def scores(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    def scores(self, model: Runnable, batch: Batch) -> torch.Tensor:
         """``(B, C)``: each label's summed answer-token log-probability."""
         C, W = len(self.words), self.width
         if W == 1:  # one pass scores every label: the answer is one token
@@ -366,7 +379,7 @@ class ClassifyObjective(Objective):
 
     def _answer_logits(
         self,
-        model: torch.nn.Module,
+        model: Runnable,
         rows: list[list[int]],
         texts: list[str],
         prefixes: list[list[int]] | None,
@@ -380,17 +393,19 @@ class ClassifyObjective(Objective):
             return out.logits  # (N, W, V): the last W positions
         ids, mask = pad(rows, self.pad_id, left=False)
         prefixes = prefixes if prefixes is not None else [[] for _ in rows]
-        dec_ids, _ = pad([[self.decoder_start, *p] for p in prefixes], self.pad_id, left=False)
+        start = self.decoder_start
+        assert start is not None  # seq2seq objectives are built with one
+        dec_ids, _ = pad([[start, *p] for p in prefixes], self.pad_id, left=False)
         out = model(
             ids.to(device), mask.to(device), texts=texts, decoder_input_ids=dec_ids.to(device)
         )
         return out.logits  # (N, W, V)
 
-    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    def loss(self, model: Runnable, batch: Batch) -> torch.Tensor:
         golds = torch.tensor(batch.golds, device=device_of(model))
         return F.cross_entropy(self.scores(model, batch), golds)
 
-    def predict(self, model: torch.nn.Module, batch: Batch) -> list[int]:
+    def predict(self, model: Runnable, batch: Batch) -> list[int]:
         return self.scores(model, batch).argmax(-1).tolist()
 
 
@@ -422,7 +437,7 @@ class GenerateObjective(Objective):
     def _value_text(value: float) -> str:
         return f"{value:g}"
 
-    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    def loss(self, model: Runnable, batch: Batch) -> torch.Tensor:
         device = device_of(model)
         targets = [self.target_ids(g) for g in batch.golds]
         T = max(len(t) for t in targets)
@@ -442,10 +457,10 @@ class GenerateObjective(Objective):
         ids, mask = self.inputs(batch, model)
         return model(ids, mask, labels.to(device), texts=batch.texts).loss
 
-    def predict(self, model: torch.nn.Module, batch: Batch) -> list[Any]:
+    def predict(self, model: Runnable, batch: Batch) -> list[Any]:
         return [self.parse(text) for text in self.generate(model, batch)]
 
-    def generate(self, model: torch.nn.Module, batch: Batch) -> list[str]:
+    def generate(self, model: Runnable, batch: Batch) -> list[str]:
         """Greedy generations, decoded without special tokens."""
         ids, mask = self.inputs(batch, model)
         new = model.generate(
@@ -453,7 +468,7 @@ class GenerateObjective(Objective):
         )
         return self.tok.batch_decode(new, skip_special_tokens=True)
 
-    def answers(self, model: torch.nn.Module, batch: Batch) -> list[str]:
+    def answers(self, model: Runnable, batch: Batch) -> list[str]:
         """The parsed label or value; the raw generation where it matches no label."""
         out = []
         for text in self.generate(model, batch):
@@ -496,7 +511,7 @@ class HeadObjective(Objective):
             types.append(list(enc.get("token_type_ids") or [0] * len(enc["input_ids"])))
         return Batch(rows, raw_texts(examples), self.golds(examples) if golds else [], types)
 
-    def logits(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    def logits(self, model: Runnable, batch: Batch) -> torch.Tensor:
         ids, mask = self.inputs(batch, model)
         kwargs = {}
         if self.use_types:
@@ -504,14 +519,14 @@ class HeadObjective(Objective):
         out = model(ids, mask, texts=batch.texts, **kwargs)
         return out.logits.float()  # (B, C) or (B, 1) for regression
 
-    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    def loss(self, model: Runnable, batch: Batch) -> torch.Tensor:
         logits = self.logits(model, batch)
         golds = torch.tensor(batch.golds, device=logits.device)
         if self.spec.regression:
             return F.mse_loss(logits[:, 0], golds.float())
         return F.cross_entropy(logits, golds)
 
-    def predict(self, model: torch.nn.Module, batch: Batch) -> list[Any]:
+    def predict(self, model: Runnable, batch: Batch) -> list[Any]:
         logits = self.logits(model, batch)
         if self.spec.regression:
             return logits[:, 0].tolist()

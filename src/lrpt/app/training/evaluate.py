@@ -15,9 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 from tqdm import tqdm
+from transformers import PreTrainedModel
 
 from lrpt.app.data.datasets import Example
-from lrpt.app.data.tasks import Objective
+from lrpt.app.data.tasks import Objective, Runnable
 
 SUBSET_SEED = 0
 
@@ -30,7 +31,9 @@ class Unprompted(nn.Module):
     ``PromptedModel``; ``generate`` returns only the new tokens.
     """
 
-    def __init__(self, model: nn.Module, family: str) -> None:
+    model: Any  # a transformers model; its generate comes from GenerationMixin
+
+    def __init__(self, model: PreTrainedModel, family: str) -> None:
         super().__init__()
         if family == "encoder":
             raise ValueError("an encoder classifier has no zero-shot baseline (its head is new)")
@@ -81,7 +84,7 @@ def subset(examples: Sequence[Example], limit: int | None) -> list[Example]:
 
 @torch.inference_mode()
 def predict(
-    model: nn.Module,
+    model: Runnable,
     objective: Objective,
     examples: Sequence[Example],
     *,
@@ -109,7 +112,7 @@ def _length_key(example: Example) -> str:
 
 
 def evaluate(
-    model: nn.Module,
+    model: Runnable,
     objective: Objective,
     examples: Sequence[Example],
     *,

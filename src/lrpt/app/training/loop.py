@@ -149,13 +149,16 @@ class TrainConfig:
     def resolved(self, defaults: dict[str, float], *, head: bool) -> TrainConfig:
         """Unset ``lr``/``weight_decay``/``warmup`` from ``defaults`` (the method's); ``head_lr``
         likewise when the model has a trainable head, else None."""
-        fill = {
-            k: defaults[k] for k in ("lr", "weight_decay", "warmup") if getattr(self, k) is None
-        }
-        head_lr = (
-            (self.head_lr if self.head_lr is not None else defaults["head_lr"]) if head else None
-        )
-        return dataclasses.replace(self, **fill, head_lr=head_lr)
+
+        def pick(name: str) -> float:
+            value = getattr(self, name)
+            return defaults[name] if value is None else value
+
+        head_lr = pick("head_lr") if head else None
+        return dataclasses.replace(
+            self, lr=pick("lr"), weight_decay=pick("weight_decay"), warmup=pick("warmup"),
+            head_lr=head_lr,
+        )  # fmt: skip
 
     def value(self, name: str) -> float:
         """A resolved option's value (see :meth:`resolved`)."""
