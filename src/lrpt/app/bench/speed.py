@@ -197,17 +197,14 @@ def training_variants(
     base: lrpt.LoadedModel, batch: dict, num_tokens: int, methods: list[str]
 ) -> list[Variant]:
     """One training-step variant per method, plus lrpt's naive pt and PEFT's pt."""
-    from lrpt.app.runs import default_encoder
+    from lrpt.app.runs import load_encoder
 
     variants = []
     for key in methods:
         cls = lrpt.METHODS[key]
         # methods that also update the input embeddings keep their budget-matched short prompt
         opts: dict[str, Any] = {} if changes_input(cls) else {"num_tokens": num_tokens}
-        encoder = None
-        if not cls.static:
-            enc = lrpt.load_model(default_encoder(base.name), family="base")
-            encoder = lrpt.InputEncoder(enc.model, enc.tokenizer)
+        encoder, _ = load_encoder(key, base.name, None)
         pm = lrpt.prompt_model(key, base.model, base.tokenizer, encoder=encoder, seed=0, **opts)
         params = [p for p in pm.parameters() if p.requires_grad]
         step = _train_step(pm, params, batch)
