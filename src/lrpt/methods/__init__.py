@@ -48,7 +48,7 @@ def register(cls: MethodT) -> MethodT:
     config_class = getattr(cls, "config_class", None)
     if not (dataclasses.is_dataclass(config_class) and isinstance(config_class, type)):
         raise ValueError(f"{name}.config_class must be a dataclass; got {config_class!r}")
-    if not config_class.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+    if not getattr(config_class, "__dataclass_params__").frozen:  # noqa: B009 (not typed)
         raise ValueError(f"{name}.config_class {config_class.__name__} must be frozen")
     if "num_tokens" not in config_fields(config_class):
         raise ValueError(f"{name}.config_class {config_class.__name__} has no num_tokens")

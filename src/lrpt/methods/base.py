@@ -3,7 +3,8 @@
 A method is an ``nn.Module`` built from a frozen, validated config dataclass and the model's
 dimensions (:class:`ModelDims`). Building allocates uninitialised tensors only (so ``lrpt params``
 can build on the ``meta`` device without loading weights); :meth:`PromptMethod.init_weights`
-initialises them from the frozen model's embeddings (:class:`InitContext`).
+initialises them from the frozen model's embeddings and a seeded generator (:class:`InitContext`)
+through the method's :meth:`PromptMethod.init_tensors`.
 
 For a batch a method produces:
 
