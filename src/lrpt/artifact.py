@@ -341,7 +341,7 @@ def save_prompt(
         raise FileExistsError(f"{str(target)!r} already exists; pass overwrite=True to replace it")
     method = pm.method
     if init_seed is None:
-        init_seed = int(getattr(pm.method, "init_seed", 0))
+        init_seed = pm.method.init_seed if pm.method.init_seed is not None else 0
     _check_regenerates(pm, init_seed)
     tensors = {
         k: v.detach().to("cpu").contiguous().clone() for k, v in pm.trainable_state_dict().items()

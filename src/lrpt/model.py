@@ -125,7 +125,7 @@ class PromptedModel(nn.Module):
         share_prefix: bool = True,
     ) -> None:
         super().__init__()
-        d = model.get_input_embeddings().weight.shape[1]
+        d = embedding_weight(model).shape[1]
         if method.dims.embed_dim != d:
             raise ValueError(
                 f"method {method.key!r} was built for embedding size {method.dims.embed_dim}, "
@@ -248,7 +248,7 @@ class PromptedModel(nn.Module):
         *,
         texts: Sequence[str] | None = None,
         prompt: torch.Tensor | None = None,
-        **per_token: torch.Tensor,
+        **per_token: torch.Tensor | None,
     ) -> Inserted:
         """Embed ``input_ids`` and insert the prompt (see the module docstring)."""
         if input_ids.dim() != 2:
@@ -469,7 +469,7 @@ class PromptedModel(nn.Module):
                 return self._greedy(rest, generate_kwargs["max_new_tokens"], eos)
         ins = self.insert(input_ids, attention_mask, texts=texts)
         generate_kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
-        return self.model.generate(
+        return self.model.generate(  # type: ignore[operator]  # generation models have it
             inputs_embeds=ins.embeds, attention_mask=ins.attention_mask, **generate_kwargs
         )
 
@@ -501,9 +501,17 @@ def _gather_tokens(values: torch.Tensor, src: torch.Tensor, n: int, fill: int) -
     return torch.cat([values, pad], 1).gather(1, src)
 
 
+def embedding_weight(model: PreTrainedModel) -> torch.Tensor:
+    """``model``'s input-embedding matrix ``(V, d)``."""
+    weight = model.get_input_embeddings().weight
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"the model's input embeddings have no weight tensor: {type(weight)}")
+    return weight
+
+
 def model_dims(model: PreTrainedModel, encoder: InputEncoder | None = None) -> ModelDims:
     """The dims a method needs from ``model`` (and the input encoder, if any)."""
-    d = int(model.get_input_embeddings().weight.shape[1])
+    d = int(embedding_weight(model).shape[1])
     return ModelDims(embed_dim=d, encoder_dim=encoder.dim if encoder is not None else None)
 
 
@@ -516,7 +524,8 @@ def build_method(
     seed: int = 0,
     **options: Any,
 ) -> PromptMethod:
-    """Build and initialise method ``key`` for ``model`` (initialisation seeded by ``seed``)."""
+    """Build and initialise method ``key`` for ``model`` (initialisation seeded by ``seed``,
+    which the method records as its ``init_seed``)."""
     cls = method_class(key)
     method = cls(make_config(key, **options), model_dims(model, encoder))
     ctx = InitContext(
@@ -524,9 +533,8 @@ def build_method(
         generator=torch.Generator().manual_seed(seed),
         tokenizer=tokenizer,
     )
-    method.init_weights(ctx)
-    method.init_seed = seed  # recorded for artifacts (frozen tensors may derive from it)
-    return method.to(model.get_input_embeddings().weight.device)
+    method.init_weights(ctx)  # records seed as method.init_seed
+    return method.to(ctx.weight.device)
 
 
 def prompt_model(

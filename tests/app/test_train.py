@@ -14,7 +14,6 @@ from lrpt.app.data.datasets import Example, TaskData
 from lrpt.app.data.tasks import make_objective, task_spec
 from lrpt.app.training.loop import (
     CHECKPOINT,
-    METHOD_DEFAULTS,
     Run,
     TrainConfig,
     batch_indices,
@@ -91,10 +90,19 @@ def test_train_config_errors() -> None:
         TrainConfig(lr=0.0)
 
 
-def test_method_defaults_cover_the_registry() -> None:
-    assert set(METHODS) <= set(METHOD_DEFAULTS)
-    assert method_defaults("pt")["lr"] == 1e-2
-    assert method_defaults("some-new-method")["lr"] > 0
+LRS = {"pt": 1e-2, "dpt": 1e-2, "lopt1": 1e-2, "lopt2": 1e-2, "ulpt": 1e-1, "residual": 1e-2,
+       "dept": 1e-2, "ept": 1e-2, "lopa": 1e-3, "idpg": 1e-3}  # fmt: skip
+
+
+def test_method_defaults_are_declared_by_each_method() -> None:
+    assert set(LRS) == set(METHODS)
+    for key, lr in LRS.items():
+        expected = {"weight_decay": 1e-5, "warmup": 0.1, "head_lr": 1e-3, "lr": lr}
+        assert method_defaults(key) == expected
+        assert list(method_defaults(key)) == list(expected)  # the order the CLI has always seen
+        assert method_class(key).training_defaults.lr == lr
+    with pytest.raises(ValueError, match=r"unknown method 'some-new-method'"):
+        method_defaults("some-new-method")
 
 
 def test_loss_drops_and_results_are_complete(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ from torch.nn import functional as F
 
 import lrpt
 from lrpt.accounting import describe
-from lrpt.init import vocab_init
 from lrpt.methods import InitContext
+from lrpt.methods.blocks import svd_factors, vocab_init
 from lrpt.methods.dept import DePT
-from lrpt.methods.ept import EPT, EPTConfig, svd_factors
+from lrpt.methods.ept import EPT, EPTConfig
 
 OFF = {"fusion": False, "multi_space": False, "decomposition": False}
 

@@ -8,8 +8,8 @@ from conftest import tiny
 
 import lrpt
 from lrpt.accounting import describe
-from lrpt.init import vocab_init
 from lrpt.methods import InitContext
+from lrpt.methods.blocks import vocab_init
 from lrpt.methods.lopt1 import LoPT1Config
 
 

@@ -11,8 +11,8 @@ from conftest import tiny
 
 import lrpt
 from lrpt.accounting import describe
-from lrpt.init import mean_row_norm, vocab_init
 from lrpt.methods import InitContext
+from lrpt.methods.blocks import mean_row_norm, vocab_init
 from lrpt.methods.lopt2 import LoPT2Config
 from lrpt.projection import projection_fingerprint
 

@@ -1,10 +1,23 @@
-"""The registry of prompt methods: the one place a method key maps to its class."""
+"""The registry of prompt methods: the one place a method key maps to its class.
+
+A new method is one file in this package plus one entry in the tuple below (and its import);
+everything else (CLI flags, ``lrpt params``, artifacts, the methods table, the contract tests)
+reads :data:`METHODS`. See ``docs/adding-a-method.md``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, TypeVar
 
-from lrpt.methods.base import InitContext, ModelDims, PromptMethod
+from lrpt.methods.base import (
+    InitContext,
+    MethodConfig,
+    ModelDims,
+    PromptMethod,
+    TrainingDefaults,
+    config_fields,
+)
 from lrpt.methods.dept import DePT
 from lrpt.methods.dpt import DecomposedPromptTuning
 from lrpt.methods.ept import EPT
@@ -16,24 +29,52 @@ from lrpt.methods.pt import PromptTuning
 from lrpt.methods.residual import ResidualPromptTuning
 from lrpt.methods.ulpt import ULPT
 
-METHODS: dict[str, type[PromptMethod]] = {
-    cls.key: cls
-    for cls in (
-        PromptTuning,
-        DecomposedPromptTuning,
-        LoPT1,
-        LoPT2,
-        ULPT,
-        ResidualPromptTuning,
-        DePT,
-        EPT,
-        LoPA,
-        IDPG,
-    )
-}
+MethodT = TypeVar("MethodT", bound=type[PromptMethod[Any]])
+
+METHODS: dict[str, type[PromptMethod[Any]]] = {}
 
 
-def method_class(key: str) -> type[PromptMethod]:
+def register(cls: MethodT) -> MethodT:
+    """Add ``cls`` to :data:`METHODS` under ``cls.key`` after checking what it declares;
+    ``ValueError`` naming the class and what is missing or wrong. Returns ``cls``."""
+    name = getattr(cls, "__name__", repr(cls))
+    if not (isinstance(cls, type) and issubclass(cls, PromptMethod)):
+        raise ValueError(f"{name} is not a PromptMethod subclass")
+    key = getattr(cls, "key", None)
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"{name} must declare key, a non-empty string; got {key!r}")
+    if key in METHODS:
+        raise ValueError(f"method key {key!r} is taken by {METHODS[key].__name__}")
+    config_class = getattr(cls, "config_class", None)
+    if not (dataclasses.is_dataclass(config_class) and isinstance(config_class, type)):
+        raise ValueError(f"{name}.config_class must be a dataclass; got {config_class!r}")
+    if not getattr(config_class, "__dataclass_params__").frozen:  # noqa: B009 (not typed)
+        raise ValueError(f"{name}.config_class {config_class.__name__} must be frozen")
+    if "num_tokens" not in config_fields(config_class):
+        raise ValueError(f"{name}.config_class {config_class.__name__} has no num_tokens")
+    if not isinstance(getattr(cls, "training_defaults", None), TrainingDefaults):
+        raise ValueError(f"{name} must declare training_defaults = TrainingDefaults(lr=...)")
+    METHODS[key] = cls
+    return cls
+
+
+for _cls in (
+    PromptTuning,
+    DecomposedPromptTuning,
+    LoPT1,
+    LoPT2,
+    ULPT,
+    ResidualPromptTuning,
+    DePT,
+    EPT,
+    LoPA,
+    IDPG,
+):
+    register(_cls)
+del _cls
+
+
+def method_class(key: str) -> type[PromptMethod[Any]]:
     """The class registered under ``key``; ``ValueError`` naming the key and the known ones."""
     try:
         return METHODS[key]
@@ -41,10 +82,10 @@ def method_class(key: str) -> type[PromptMethod]:
         raise ValueError(f"unknown method {key!r}; known methods: {', '.join(METHODS)}") from None
 
 
-def make_config(key: str, **options: Any) -> Any:
+def make_config(key: str, **options: Any) -> MethodConfig:
     """The validated config of method ``key`` from keyword options (unknown ones rejected)."""
     cls = method_class(key)
-    fields = cls.config_class.__dataclass_fields__
+    fields = config_fields(cls.config_class)
     unknown = sorted(set(options) - set(fields))
     if unknown:
         raise ValueError(
@@ -54,4 +95,14 @@ def make_config(key: str, **options: Any) -> Any:
     return cls.config_class(**options)
 
 
-__all__ = ["METHODS", "InitContext", "ModelDims", "PromptMethod", "make_config", "method_class"]
+__all__ = [
+    "METHODS",
+    "InitContext",
+    "MethodConfig",
+    "ModelDims",
+    "PromptMethod",
+    "TrainingDefaults",
+    "make_config",
+    "method_class",
+    "register",
+]

@@ -3,7 +3,8 @@
 A method is an ``nn.Module`` built from a frozen, validated config dataclass and the model's
 dimensions (:class:`ModelDims`). Building allocates uninitialised tensors only (so ``lrpt params``
 can build on the ``meta`` device without loading weights); :meth:`PromptMethod.init_weights`
-initialises them from the frozen model's embeddings (:class:`InitContext`).
+initialises them from the frozen model's embeddings and a seeded generator (:class:`InitContext`)
+through the method's :meth:`PromptMethod.init_tensors`.
 
 For a batch a method produces:
 
@@ -14,13 +15,23 @@ For a batch a method produces:
   the token gets no update);
 * ``param_groups(lr)`` → optimizer groups (methods with two learning rates override it);
 * ``materialise()`` → the plain ``(n, d)`` prompt, for static methods only.
+
+Frozen state: tensors that do not train (buffers, frozen parameters) are never stored in an
+artifact. :meth:`PromptMethod.init_tensors` must rebuild them bit for bit from the config, the
+dims, the frozen embeddings and the init generator alone; :meth:`PromptMethod.init_weights`
+records that generator's seed as :attr:`PromptMethod.init_seed`, which artifacts store to
+regenerate and check them. :meth:`PromptMethod.extra_state` adds JSON facts to check (e.g. ULPT's
+projection seed and fingerprint).
+
+Each method class also declares its trainer defaults (:class:`TrainingDefaults`), which the CLI
+uses for the flags not given.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, final
 
 import torch
 from torch import nn
@@ -42,21 +53,38 @@ class ModelDims:
 
 @dataclass
 class InitContext:
-    """What initialisation may read: the frozen embedding module, a seeded RNG, a tokenizer."""
+    """What initialisation may read: the frozen embedding module, a seeded RNG, a tokenizer.
+
+    ``generator`` must be fresh (nothing drawn from it yet) for the frozen state to regenerate
+    from :attr:`seed`.
+    """
 
     embedding: nn.Module
     generator: torch.Generator
     tokenizer: Any = None
 
     @property
+    def seed(self) -> int:
+        """The seed ``generator`` was created with (``torch.Generator().manual_seed(seed)``
+        reproduces a fresh one)."""
+        return int(self.generator.initial_seed())
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The embedding matrix ``(V, d)``."""
+        weight = self.embedding.weight
+        if not isinstance(weight, torch.Tensor):
+            raise TypeError(f"the embedding module's weight is not a tensor: {type(weight)}")
+        return weight
+
+    @property
     def vocab_size(self) -> int:
-        return int(self.embedding.weight.shape[0])
+        return int(self.weight.shape[0])
 
     def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Embeddings of ``token_ids`` through the module itself (some models scale inside it)."""
-        weight = self.embedding.weight
         with torch.no_grad():
-            out = self.embedding(token_ids.to(weight.device))
+            out = self.embedding(token_ids.to(self.weight.device))
         return out.detach().float().cpu()
 
 
@@ -78,17 +106,88 @@ def check_nonneg_float(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a number ≥ 0, got {value!r}")
 
 
-class PromptMethod(nn.Module):
-    """Base class of every prompt method. Subclasses set the class attributes and override."""
+def check_positive_float(name: str, value: float) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a number > 0."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+
+
+def check_probability(name: str, value: float) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a number in [0, 1)."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+
+
+def check_bool(name: str, value: bool) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a bool."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+class MethodConfig(Protocol):
+    """What a method config is: a frozen dataclass with ``num_tokens`` that validates its fields
+    in ``__post_init__`` (``ValueError`` naming the field and the value).
+
+    Field types are ``int``, ``float``, ``str`` or ``bool``: each field becomes a CLI flag, and a
+    name another method also uses must have the same type there.
+    """
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    @property
+    def num_tokens(self) -> int: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=MethodConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingDefaults:
+    """A method's trainer defaults, used by ``lrpt train`` for the flags not given.
+
+    Every method declares its own ``lr``; the others are common defaults a method may override.
+    """
+
+    weight_decay: float = 1e-5
+    warmup: float = 0.1  # fraction of the steps
+    head_lr: float = 1e-3  # the classification head of encoder models
+    lr: float
+
+    def __post_init__(self) -> None:
+        check_positive_float("lr", self.lr)
+        check_positive_float("head_lr", self.head_lr)
+        check_nonneg_float("weight_decay", self.weight_decay)
+        check_probability("warmup", self.warmup)
+
+
+class PromptMethod(nn.Module, Generic[ConfigT]):
+    """Base class of every prompt method. Subclasses set the class attributes and override.
+
+    Class attributes: ``key`` (the registry key), ``config_class`` (the config dataclass,
+    ``ConfigT``), ``training_defaults`` (its :class:`TrainingDefaults`), ``static`` (False: the
+    prompt depends on the input, which needs an encoder), and ``paper``, ``formula`` and
+    ``param_formula`` for the methods table.
+
+    Attributes:
+        config: the validated config.
+        dims: the model's sizes.
+        init_seed: the seed of the generator :meth:`init_weights` drew from, from which the
+            frozen state regenerates; None until initialised.
+    """
 
     key: ClassVar[str]
-    config_class: ClassVar[type]
+    config_class: ClassVar[type[MethodConfig]]  # ConfigT's class (a ClassVar cannot say so)
+    training_defaults: ClassVar[TrainingDefaults]
     static: ClassVar[bool] = True  # False: the prompt depends on the input (needs an encoder)
     paper: ClassVar[str] = ""
     formula: ClassVar[str] = ""
     param_formula: ClassVar[str] = ""
 
-    def __init__(self, config: Any, dims: ModelDims) -> None:
+    config: ConfigT
+    dims: ModelDims
+    init_seed: int | None
+
+    def __init__(self, config: ConfigT, dims: ModelDims) -> None:
         super().__init__()
         if not isinstance(config, self.config_class):
             raise TypeError(
@@ -99,14 +198,23 @@ class PromptMethod(nn.Module):
             raise ValueError(f"method {self.key!r} needs an input encoder: encoder_dim is None")
         self.config = config
         self.dims = dims
+        self.init_seed = None
 
     @property
     def num_tokens(self) -> int:
         """Number of prompt rows ``n`` this method inserts."""
         return int(self.config.num_tokens)
 
+    @final
     def init_weights(self, ctx: InitContext) -> None:
-        """Initialise every tensor (trainable and frozen) from ``ctx``."""
+        """Initialise every tensor from ``ctx`` (:meth:`init_tensors`), then record ``ctx.seed``
+        as :attr:`init_seed`."""
+        self.init_tensors(ctx)
+        self.init_seed = ctx.seed
+
+    def init_tensors(self, ctx: InitContext) -> None:
+        """Fill every tensor, trainable and frozen, from ``ctx``. Random draws come from
+        ``ctx.generator`` only (never the global RNG): the same seed gives the same tensors."""
         raise NotImplementedError
 
     def prompt(self, batch_size: int, condition: torch.Tensor | None = None) -> torch.Tensor:
@@ -118,6 +226,15 @@ class PromptMethod(nn.Module):
     def materialise(self) -> torch.Tensor:
         """The plain ``(n, d)`` prompt of a static method."""
         raise TypeError(f"method {self.key!r} is instance-dependent: it has no single prompt")
+
+    def check_condition(self, batch_size: int, condition: torch.Tensor | None) -> torch.Tensor:
+        """``condition`` if it is the ``(batch_size, k)`` encoder output, else ``ValueError``."""
+        if condition is None:
+            raise ValueError(f"method {self.key!r} is instance-dependent: it needs a condition")
+        expected = (batch_size, self.dims.encoder_dim)
+        if tuple(condition.shape) != expected:
+            raise ValueError(f"condition must have shape {expected}, got {tuple(condition.shape)}")
+        return condition
 
     def input_update(self, positions: torch.Tensor) -> torch.Tensor | None:
         """Additive update of the input embeddings at ``positions (B, L)``; ``None`` for none."""
@@ -139,12 +256,12 @@ class PromptMethod(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
-def config_fields(config_class: type) -> dict[str, dataclasses.Field]:
+def config_fields(config_class: type) -> dict[str, dataclasses.Field[Any]]:
     """The config dataclass's fields by name."""
     return {f.name: f for f in dataclasses.fields(config_class)}
 
 
-def changes_input(method: type[PromptMethod] | PromptMethod) -> bool:
+def changes_input(method: type[PromptMethod[Any]] | PromptMethod[Any]) -> bool:
     """Whether the method adds an update to the input token embeddings (overrides
     :meth:`PromptMethod.input_update`, whose contract default is "no update")."""
     cls = method if isinstance(method, type) else type(method)

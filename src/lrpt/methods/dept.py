@@ -30,20 +30,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from lrpt.init import vocab_init
 from lrpt.methods.base import (
     InitContext,
     ModelDims,
     PromptMethod,
+    TrainingDefaults,
     check_nonneg_float,
     check_positive,
+    check_positive_float,
 )
-
-
-def check_positive_float(name: str, value: float) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is a number > 0."""
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+from lrpt.methods.blocks import rows_at, two_rate_groups, vocab_init
 
 
 @dataclass(frozen=True)
@@ -62,21 +58,13 @@ class DePTConfig:
         check_positive_float("lowrank_lr", self.lowrank_lr)
 
 
-def rows_at(update: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """``update (m, d)`` gathered at ``positions (B, L)`` → ``(B, L, d)``; zero rows where the
-    position is −1 (no update) or ``≥ m``."""
-    m = update.shape[0]
-    valid = (positions >= 0) & (positions < m)  # (B, L)
-    rows = update[positions.clamp(0, m - 1)]  # (B, L, d)
-    return torch.where(valid.unsqueeze(-1), rows, rows.new_zeros(()))
-
-
-class DePT(PromptMethod):
+class DePT(PromptMethod[DePTConfig]):
     key = "dept"
     config_class = DePTConfig
     paper = "DePT, Shi & Lipani 2024"
     formula = "P_s; E'[i] = E[i] + (α/√r)·(A B)[i], i < m"
     param_formula = "s·d + r·(m + d)"
+    training_defaults = TrainingDefaults(lr=1e-2)
 
     def __init__(self, config: DePTConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)
@@ -85,7 +73,7 @@ class DePT(PromptMethod):
         self.lowrank_a = nn.Parameter(torch.empty(m, r))  # (m, r)
         self.lowrank_b = nn.Parameter(torch.empty(r, d))  # (r, d)
 
-    def init_weights(self, ctx: InitContext) -> None:
+    def init_tensors(self, ctx: InitContext) -> None:
         rows = vocab_init(ctx, self.config.num_tokens)
         with torch.no_grad():
             self.prompt_embeddings.copy_(rows)
@@ -112,10 +100,5 @@ class DePT(PromptMethod):
         return [self.lowrank_a, self.lowrank_b]
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
-        """The prompt (and any prompt-side module) at ``lr``; ``A``, ``B`` at ``lowrank_lr``."""
-        lowrank = {id(p) for p in self.lowrank_parameters()}
-        prompt = [p for p in self.parameters() if p.requires_grad and id(p) not in lowrank]
-        return [
-            {"name": "prompt", "params": prompt, "lr": lr},
-            {"name": "lowrank", "params": self.lowrank_parameters(), "lr": self.config.lowrank_lr},
-        ]
+        """The prompt at ``lr``; ``A``, ``B`` at ``lowrank_lr``."""
+        return two_rate_groups(self, self.lowrank_parameters(), lr, self.config.lowrank_lr)

@@ -21,7 +21,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lrpt.methods.base import InitContext, ModelDims, PromptMethod, check_choice, check_positive
+from lrpt.methods.base import (
+    InitContext,
+    ModelDims,
+    PromptMethod,
+    TrainingDefaults,
+    check_choice,
+    check_positive,
+)
 
 INITS = ("uniform", "normal")
 UNIFORM_HALF_WIDTH = 0.5  # reference code: U(−0.5, 0.5)
@@ -40,19 +47,20 @@ class DPTConfig:
         check_choice("init", self.init, INITS)
 
 
-class DecomposedPromptTuning(PromptMethod):
+class DecomposedPromptTuning(PromptMethod[DPTConfig]):
     key = "dpt"
     config_class = DPTConfig
     paper = "DPT, Xiao et al. 2023"
     formula = "P = A B"
     param_formula = "b·(n + d)"
+    training_defaults = TrainingDefaults(lr=1e-2)
 
     def __init__(self, config: DPTConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)
         self.A = nn.Parameter(torch.empty(config.num_tokens, config.rank))  # (n, b)
         self.B = nn.Parameter(torch.empty(config.rank, dims.embed_dim))  # (b, d)
 
-    def init_weights(self, ctx: InitContext) -> None:
+    def init_tensors(self, ctx: InitContext) -> None:
         for param in (self.A, self.B):
             if self.config.init == "uniform":
                 unit = torch.rand(param.shape, generator=ctx.generator) * 2 - 1  # U[−1, 1)

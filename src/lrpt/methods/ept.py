@@ -1,6 +1,6 @@
 """``ept``: Efficient Prompt Tuning (Lan et al. 2024, "Efficient Prompt Tuning by Multi-Space
 Projection and Prompt Fusion", arXiv 2405.11464). No official code exists; this is *our reading*
-of the paper (see ``METHODS.md``), built on :mod:`lrpt.methods.dept`.
+of the paper (see ``METHODS.md``), on top of ``dept``'s short prompt and input update.
 
 1. Decomposition: a long prompt ``P`` (l × d, vocab init) is sampled; the trainable short prompt
    ``P_s`` is its first ``s`` rows; ``A`` (m × r) and ``B`` (r × d) are the truncated SVD of ``P``
@@ -33,26 +33,30 @@ Decisions where the paper is silent:
   ±1/√fan_in) and train with the prompt, at the main ``lr``; ``A``, ``B`` train at
   ``lowrank_lr`` (the paper's two learning rates).
 * The SVD runs in float64 with a fixed sign convention (each left singular vector's largest
-  entry is positive), so the factors do not depend on the LAPACK build's sign choice.
+  entry is positive), so the factors do not depend on the LAPACK build's sign choice
+  (:func:`lrpt.methods.blocks.svd_factors`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from lrpt.init import vocab_init
-from lrpt.methods.base import InitContext, ModelDims, check_nonneg_float, check_positive
-from lrpt.methods.dept import DePT, check_positive_float
-
-
-def check_bool(name: str, value: bool) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is a bool."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
+from lrpt.methods.base import (
+    InitContext,
+    ModelDims,
+    PromptMethod,
+    TrainingDefaults,
+    check_bool,
+    check_nonneg_float,
+    check_positive,
+    check_positive_float,
+)
+from lrpt.methods.blocks import rows_at, svd_factors, two_rate_groups, vocab_init
 
 
 @dataclass(frozen=True)
@@ -93,33 +97,24 @@ class EPTConfig:
             )
 
 
-def svd_factors(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``A = U_r √Σ_r`` (rows × r) and ``B = √Σ_r V_rᵀ`` (r × cols) of ``matrix`` (float64 SVD,
-    signs fixed so each column of ``U_r`` has a positive largest-magnitude entry)."""
-    u, s, vh = torch.linalg.svd(matrix.double(), full_matrices=False)
-    u, s, vh = u[:, :rank], s[:rank], vh[:rank]  # (rows, r), (r,), (r, cols)
-    peak = u.gather(0, u.abs().argmax(0, keepdim=True))  # (1, r)
-    sign = torch.where(peak < 0, -1.0, 1.0).to(u.dtype)  # (1, r)
-    root = s.sqrt()
-    a = u * sign * root  # (rows, r)
-    b = (sign.T * root[:, None]) * vh  # (r, cols)
-    return a.float(), b.float()
-
-
-class EPT(DePT):
+class EPT(PromptMethod[EPTConfig]):
     key = "ept"
     config_class = EPTConfig
     paper = "EPT, Lan et al. 2024"
     formula = "P = Σ_k G_k ⊙ E_k(P_s) + P_s + softmax(P_s Δᵀ/√d) Δ; E' = E + Δ, Δ = A B"
     param_formula = "s·d + r·(m + d) + N_e·(2·d·h + h + d) + d·N_e"
+    training_defaults = TrainingDefaults(lr=1e-2)
 
     def __init__(self, config: EPTConfig, dims: ModelDims) -> None:
-        super().__init__(config, dims)  # P_s (s, d), A (m, r), B (r, d)
-        d = dims.embed_dim
-        if config.decomposition and config.rank > d:
+        super().__init__(config, dims)
+        d, r, m = dims.embed_dim, config.rank, config.max_length
+        if config.decomposition and r > d:
             raise ValueError(
-                f"rank must be ≤ the embedding size {d} with decomposition on, got {config.rank}"
+                f"rank must be ≤ the embedding size {d} with decomposition on, got {r}"
             )
+        self.prompt_embeddings = nn.Parameter(torch.empty(config.num_tokens, d))  # (s, d)  P_s
+        self.lowrank_a = nn.Parameter(torch.empty(m, r))  # (m, r)
+        self.lowrank_b = nn.Parameter(torch.empty(r, d))  # (r, d)
         if config.multi_space:
             e, h = config.experts, config.hidden
             self.expert_in = nn.Parameter(torch.empty(e, d, h))  # (N_e, d, h)  W2_k
@@ -128,7 +123,7 @@ class EPT(DePT):
             self.expert_out_bias = nn.Parameter(torch.empty(e, d))  # (N_e, d)
             self.gate = nn.Parameter(torch.empty(d, e))  # (d, N_e)  W_g
 
-    def init_weights(self, ctx: InitContext) -> None:
+    def init_tensors(self, ctx: InitContext) -> None:
         cfg = self.config
         if cfg.decomposition:
             long = vocab_init(ctx, cfg.long_tokens)  # (l, d)
@@ -139,9 +134,18 @@ class EPT(DePT):
                 self.lowrank_a.copy_(a)
                 self.lowrank_b.copy_(b)
         else:
-            super().init_weights(ctx)
+            self._init_like_dept(ctx)
         if cfg.multi_space:
             self._init_experts(ctx.generator)
+
+    def _init_like_dept(self, ctx: InitContext) -> None:
+        """``dept``'s init, with the same draws: ``P_s`` vocab init, ``A`` Kaiming-uniform
+        (a=√5), ``B`` zeros."""
+        rows = vocab_init(ctx, self.config.num_tokens)
+        with torch.no_grad():
+            self.prompt_embeddings.copy_(rows)
+            nn.init.kaiming_uniform_(self.lowrank_a, a=math.sqrt(5), generator=ctx.generator)
+            nn.init.zeros_(self.lowrank_b)
 
     def _init_experts(self, generator: torch.Generator) -> None:
         """``nn.Linear``'s default: weights and biases uniform in ±1/√fan_in."""
@@ -160,7 +164,24 @@ class EPT(DePT):
     @property
     def scale(self) -> float:
         """1 with the SVD decomposition (the paper's ``E + A B``), else DePT's α/√r."""
-        return 1.0 if self.config.decomposition else super().scale
+        if self.config.decomposition:
+            return 1.0
+        return float(self.config.alpha) / math.sqrt(self.config.rank)
+
+    def update_matrix(self) -> torch.Tensor:
+        """``Δ``, the scaled low-rank update of all ``m`` input positions."""
+        return self.scale * (self.lowrank_a @ self.lowrank_b)  # (m, d)
+
+    def input_update(self, positions: torch.Tensor) -> torch.Tensor:
+        return rows_at(self.update_matrix(), positions)  # (B, L, d)
+
+    def lowrank_parameters(self) -> list[nn.Parameter]:
+        """The low-rank pair, trained at ``lowrank_lr``."""
+        return [self.lowrank_a, self.lowrank_b]
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The prompt, experts and gate at ``lr``; ``A``, ``B`` at ``lowrank_lr``."""
+        return two_rate_groups(self, self.lowrank_parameters(), lr, self.config.lowrank_lr)
 
     def fused(self, short: torch.Tensor) -> torch.Tensor:
         """``P_f = P_s + softmax(P_s Δᵀ/√d) Δ``."""

@@ -20,9 +20,15 @@ from dataclasses import dataclass
 
 import torch
 
-from lrpt.init import vocab_init
-from lrpt.methods.base import InitContext, ModelDims, PromptMethod, check_positive
-from lrpt.methods.lopa import MLPHead, check_dropout, checked_condition
+from lrpt.methods.base import (
+    InitContext,
+    ModelDims,
+    PromptMethod,
+    TrainingDefaults,
+    check_positive,
+    check_probability,
+)
+from lrpt.methods.blocks import MLPHead, vocab_init
 
 
 @dataclass(frozen=True)
@@ -34,16 +40,17 @@ class IDPGConfig:
     def __post_init__(self) -> None:
         check_positive("num_tokens", self.num_tokens)
         check_positive("hidden", self.hidden)
-        check_dropout(self.dropout)
+        check_probability("dropout", self.dropout)
 
 
-class IDPG(PromptMethod):
+class IDPG(PromptMethod[IDPGConfig]):
     key = "idpg"
     config_class = IDPGConfig
     static = False
     paper = "IDPG, Wu et al. 2022"
     formula = "reshape(W2 tanh(W1 e + b1) + b2, n × d)"
     param_formula = "k·h + h + h·n·d + n·d"
+    training_defaults = TrainingDefaults(lr=1e-3)
 
     def __init__(self, config: IDPGConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)
@@ -52,12 +59,12 @@ class IDPG(PromptMethod):
         out = config.num_tokens * dims.embed_dim
         self.mlp = MLPHead(k, config.hidden, out, dropout=config.dropout)  # e → P (n·d)
 
-    def init_weights(self, ctx: InitContext) -> None:
+    def init_tensors(self, ctx: InitContext) -> None:
         rows = vocab_init(ctx, self.config.num_tokens)  # (n, d)
         self.mlp.reset(ctx.generator)
         with torch.no_grad():
             self.mlp.up_bias.copy_(rows.flatten())  # (n·d,)
 
     def prompt(self, batch_size: int, condition: torch.Tensor | None = None) -> torch.Tensor:
-        e = checked_condition(self, batch_size, condition).to(self.mlp.up_weight.dtype)  # (B, k)
+        e = self.check_condition(batch_size, condition).to(self.mlp.up_weight.dtype)  # (B, k)
         return self.mlp(e).view(-1, self.config.num_tokens, self.dims.embed_dim)  # (B, n, d)

@@ -19,56 +19,16 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from lrpt.init import vocab_init
-from lrpt.methods.base import InitContext, ModelDims, PromptMethod, check_positive
-
-INIT_STD = 0.02  # std of the MLP weights (reference code: the encoder's initializer_range)
-
-
-def check_dropout(value: float) -> None:
-    """Raise ``ValueError`` unless ``value`` is a probability in [0, 1)."""
-    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 1:
-        raise ValueError(f"dropout must be a number in [0, 1), got {value!r}")
-
-
-class MLPHead(nn.Module):
-    """Dropout → Linear(k, h) → tanh → Linear(h, out), the head LoPA and S-IDPG put on the encoder.
-
-    Allocates only (no RNG); :meth:`reset` initialises weights N(0, ``std``) and biases 0.
-    """
-
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, *, dropout: float) -> None:
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.down_weight = nn.Parameter(torch.empty(hidden, in_dim))  # (h, k)
-        self.down_bias = nn.Parameter(torch.empty(hidden))  # (h,)
-        self.up_weight = nn.Parameter(torch.empty(out_dim, hidden))  # (out, h)
-        self.up_bias = nn.Parameter(torch.empty(out_dim))  # (out,)
-
-    def reset(self, generator: torch.Generator, std: float = INIT_STD) -> None:
-        with torch.no_grad():
-            self.down_weight.normal_(0.0, std, generator=generator)
-            self.up_weight.normal_(0.0, std, generator=generator)
-            self.down_bias.zero_()
-            self.up_bias.zero_()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = torch.tanh(F.linear(self.dropout(x), self.down_weight, self.down_bias))  # (B, h)
-        return F.linear(hidden, self.up_weight, self.up_bias)  # (B, out)
-
-
-def checked_condition(
-    method: PromptMethod, batch_size: int, condition: torch.Tensor | None
-) -> torch.Tensor:
-    """``condition`` if it is the ``(batch_size, k)`` encoder output, else ``ValueError``."""
-    if condition is None:
-        raise ValueError(f"method {method.key!r} is instance-dependent: it needs a condition")
-    expected = (batch_size, method.dims.encoder_dim)
-    if tuple(condition.shape) != expected:
-        raise ValueError(f"condition must have shape {expected}, got {tuple(condition.shape)}")
-    return condition
+from lrpt.methods.base import (
+    InitContext,
+    ModelDims,
+    PromptMethod,
+    TrainingDefaults,
+    check_positive,
+    check_probability,
+)
+from lrpt.methods.blocks import MLPHead, vocab_init
 
 
 @dataclass(frozen=True)
@@ -82,16 +42,17 @@ class LoPAConfig:
         check_positive("num_tokens", self.num_tokens)
         check_positive("hidden", self.hidden)
         check_positive("rank", self.rank)
-        check_dropout(self.dropout)
+        check_probability("dropout", self.dropout)
 
 
-class LoPA(PromptMethod):
+class LoPA(PromptMethod[LoPAConfig]):
     key = "lopa"
     config_class = LoPAConfig
     static = False
     paper = "LoPA, Jain et al. 2024"
     formula = "Z_S ⊙ sigmoid(MLP_v(e) MLP_u(e)ᵀ)"
     param_formula = "n·d + (k·h + h + h·d·r + d·r) + (k·h + h + h·n·r + n·r)"
+    training_defaults = TrainingDefaults(lr=1e-3)
 
     def __init__(self, config: LoPAConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)
@@ -102,7 +63,7 @@ class LoPA(PromptMethod):
         self.mlp_u = MLPHead(k, h, d * r, dropout=config.dropout)  # e → u (d·r)
         self.mlp_v = MLPHead(k, h, n * r, dropout=config.dropout)  # e → v (n·r)
 
-    def init_weights(self, ctx: InitContext) -> None:
+    def init_tensors(self, ctx: InitContext) -> None:
         rows = vocab_init(ctx, self.config.num_tokens)
         with torch.no_grad():
             self.prompt_shared.copy_(rows)
@@ -118,5 +79,5 @@ class LoPA(PromptMethod):
         return v @ u.transpose(1, 2)  # (B, n, d)
 
     def prompt(self, batch_size: int, condition: torch.Tensor | None = None) -> torch.Tensor:
-        z_i = self.instance_part(checked_condition(self, batch_size, condition))  # (B, n, d)
+        z_i = self.instance_part(self.check_condition(batch_size, condition))  # (B, n, d)
         return self.prompt_shared * torch.sigmoid(z_i)  # (B, n, d)

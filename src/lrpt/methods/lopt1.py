@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lrpt.init import vocab_init
-from lrpt.methods.base import InitContext, ModelDims, PromptMethod, check_positive
+from lrpt.methods.base import InitContext, ModelDims, PromptMethod, TrainingDefaults, check_positive
+from lrpt.methods.blocks import svd_factors, vocab_init
 
 
 @dataclass(frozen=True)
@@ -34,22 +34,13 @@ class LoPT1Config:
             )
 
 
-def truncated_svd_factors(x: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(U_r √Σ_r, √Σ_r V_rᵀ)`` of ``x`` (n × d): float32 factors whose product is the best
-    rank-``rank`` approximation of ``x`` (Eckart–Young)."""
-    u, s, vh = torch.linalg.svd(x.double(), full_matrices=False)  # (n, k), (k,), (k, d)
-    root = s[:rank].sqrt()  # (r,)
-    left = u[:, :rank] * root  # (n, r)
-    right = root[:, None] * vh[:rank]  # (r, d)
-    return left.float(), right.float()
-
-
-class LoPT1(PromptMethod):
+class LoPT1(PromptMethod[LoPT1Config]):
     key = "lopt1"
     config_class = LoPT1Config
     paper = "LoPT-1, Guo et al. 2024"
     formula = "P = U V"
     param_formula = "r·(n + d)"
+    training_defaults = TrainingDefaults(lr=1e-2)
 
     def __init__(self, config: LoPT1Config, dims: ModelDims) -> None:
         super().__init__(config, dims)
@@ -58,9 +49,9 @@ class LoPT1(PromptMethod):
         self.U = nn.Parameter(torch.empty(config.num_tokens, config.rank))  # (n, r)
         self.V = nn.Parameter(torch.empty(config.rank, dims.embed_dim))  # (r, d)
 
-    def init_weights(self, ctx: InitContext) -> None:
+    def init_tensors(self, ctx: InitContext) -> None:
         x0 = vocab_init(ctx, self.config.num_tokens)  # (n, d)
-        left, right = truncated_svd_factors(x0, self.config.rank)
+        left, right = svd_factors(x0, self.config.rank)
         with torch.no_grad():
             self.U.copy_(left)
             self.V.copy_(right)

@@ -9,7 +9,8 @@ Formula: ``P = σ(X0 U) V`` with ``X0`` (n × d) a frozen vocab-initialised prom
 Initialisation (our choice): ``U`` Xavier-uniform; ``V`` Xavier-uniform, then rescaled so that the
 initial prompt's mean row norm equals the mean row norm of the model's token embeddings, taken
 over the tokens vocab init draws from (the first 5,000 ids, special tokens removed:
-:func:`lrpt.init.mean_row_norm`), i.e. the rows ``X0`` is made of; rare tokens are left out.
+:func:`lrpt.methods.blocks.mean_row_norm`), i.e. the rows ``X0`` is made of; rare tokens are left
+out.
 ``X0`` is a non-persistent buffer: not trained, counted or saved (not even in ``state_dict()``);
 it is rebuilt by vocab init from the init seed, and :meth:`LoPT2.extra_state` records its
 SHA-256 fingerprint so a rebuild that differs is detected.
@@ -26,8 +27,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrpt.init import mean_row_norm, vocab_init
-from lrpt.methods.base import InitContext, ModelDims, PromptMethod, check_choice, check_positive
+from lrpt.methods.base import (
+    InitContext,
+    ModelDims,
+    PromptMethod,
+    TrainingDefaults,
+    check_choice,
+    check_positive,
+)
+from lrpt.methods.blocks import mean_row_norm, vocab_init
 from lrpt.projection import projection_fingerprint
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -49,12 +57,15 @@ class LoPT2Config:
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
 
 
-class LoPT2(PromptMethod):
+class LoPT2(PromptMethod[LoPT2Config]):
     key = "lopt2"
     config_class = LoPT2Config
     paper = "LoPT-2, Guo et al. 2024"
     formula = "P = σ(X0 U) V"
     param_formula = "2·r·d"
+    training_defaults = TrainingDefaults(lr=1e-2)
+
+    X0: torch.Tensor  # (n, d) frozen buffer, rebuilt from the init seed
 
     def __init__(self, config: LoPT2Config, dims: ModelDims) -> None:
         super().__init__(config, dims)
@@ -63,7 +74,7 @@ class LoPT2(PromptMethod):
         self.U = nn.Parameter(torch.empty(d, r))  # (d, r)
         self.V = nn.Parameter(torch.empty(r, d))  # (r, d)
 
-    def init_weights(self, ctx: InitContext) -> None:
+    def init_tensors(self, ctx: InitContext) -> None:
         with torch.no_grad():
             self.X0.copy_(vocab_init(ctx, self.config.num_tokens))
             nn.init.xavier_uniform_(self.U, generator=ctx.generator)

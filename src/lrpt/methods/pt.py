@@ -11,8 +11,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lrpt.init import random_init, text_init, vocab_init
-from lrpt.methods.base import InitContext, ModelDims, PromptMethod, check_choice, check_positive
+from lrpt.methods.base import (
+    InitContext,
+    ModelDims,
+    PromptMethod,
+    TrainingDefaults,
+    check_choice,
+    check_positive,
+)
+from lrpt.methods.blocks import random_init, text_init, vocab_init
 
 INITS = ("vocab", "text", "random")
 
@@ -30,12 +37,13 @@ class PTConfig:
             raise ValueError("init 'text' needs a non-empty init_text")
 
 
-class PromptTuning(PromptMethod):
+class PromptTuning(PromptMethod[PTConfig]):
     key = "pt"
     config_class = PTConfig
     paper = "Prompt tuning, Lester et al. 2021"
     formula = "P"
     param_formula = "n·d"
+    training_defaults = TrainingDefaults(lr=1e-2)
 
     def __init__(self, config: PTConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)
@@ -43,7 +51,7 @@ class PromptTuning(PromptMethod):
             torch.empty(config.num_tokens, dims.embed_dim)
         )  # (n, d)
 
-    def init_weights(self, ctx: InitContext) -> None:
+    def init_tensors(self, ctx: InitContext) -> None:
         n = self.config.num_tokens
         if self.config.init == "vocab":
             rows = vocab_init(ctx, n)

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrpt.init import vocab_init
-from lrpt.methods.base import InitContext, ModelDims, PromptMethod, check_positive
+from lrpt.methods.base import InitContext, ModelDims, PromptMethod, TrainingDefaults, check_positive
+from lrpt.methods.blocks import vocab_init
 
 LAYER_NORM_EPS = 1e-5
 
@@ -35,12 +35,13 @@ class ResidualConfig:
         check_positive("hidden", self.hidden)
 
 
-class ResidualPromptTuning(PromptMethod):
+class ResidualPromptTuning(PromptMethod[ResidualConfig]):
     key = "residual"
     config_class = ResidualConfig
     paper = "Residual PT, Razdaibiedina et al. 2023"
     formula = "P' = P + LayerNorm(W2 ReLU(W1 P + b1) + b2)"
     param_formula = "n·d + (d·h + h) + (h·d + d) + 2·d"
+    training_defaults = TrainingDefaults(lr=1e-2)
 
     def __init__(self, config: ResidualConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)
@@ -53,7 +54,7 @@ class ResidualPromptTuning(PromptMethod):
         self.norm_weight = nn.Parameter(torch.empty(d))  # (d,)
         self.norm_bias = nn.Parameter(torch.empty(d))  # (d,)
 
-    def init_weights(self, ctx: InitContext) -> None:
+    def init_tensors(self, ctx: InitContext) -> None:
         with torch.no_grad():
             self.prompt_embeddings.copy_(vocab_init(ctx, self.config.num_tokens))
             for weight, bias in ((self.w1, self.b1), (self.w2, self.b2)):

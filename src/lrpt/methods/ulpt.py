@@ -34,7 +34,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from lrpt.methods.base import InitContext, ModelDims, PromptMethod, check_positive
+from lrpt.methods.base import (
+    InitContext,
+    ModelDims,
+    PromptMethod,
+    TrainingDefaults,
+    check_bool,
+    check_positive,
+)
 from lrpt.projection import latent_matrix, projection_fingerprint, projection_matrix
 
 SEED_LIMIT = 2**64  # the generator's seed is a 64-bit word
@@ -60,16 +67,16 @@ class ULPTConfig:
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < SEED_LIMIT:
             raise ValueError(f"projection_seed must be an integer in [0, 2**64), got {seed!r}")
         for name in ("shift", "scale", "train_projection"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+            check_bool(name, getattr(self, name))
 
 
-class ULPT(PromptMethod):
+class ULPT(PromptMethod[ULPTConfig]):
     key = "ulpt"
     config_class = ULPTConfig
     paper = "ULPT, Wu et al. 2025"
     formula = "P = (Z Â) ⊙ s + b"
     param_formula = "n·r + 2·d"
+    training_defaults = TrainingDefaults(lr=1e-1)
 
     def __init__(self, config: ULPTConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)
@@ -107,7 +114,7 @@ class ULPT(PromptMethod):
             return "latent", self.latent
         return "projection", self.projection
 
-    def init_weights(self, ctx: InitContext) -> None:
+    def init_tensors(self, ctx: InitContext) -> None:
         n, r = self.config.num_tokens, self.config.rank
         with torch.no_grad():
             self.projection.copy_(self.generated_projection())

@@ -46,6 +46,7 @@ from lrpt.app.data.datasets import Example, TaskData
 from lrpt.app.data.tasks import Objective
 from lrpt.app.training.evaluate import Unprompted, evaluate, subset
 from lrpt.fileio import atomic_write_text, fsync_dir
+from lrpt.methods import method_class
 from lrpt.model import PromptedModel
 
 CHECKPOINT = "checkpoint.pt"
@@ -53,27 +54,11 @@ RESULTS = "results.json"
 PROMPT_DIR = "prompt"
 CHECKPOINT_VERSION = 1
 
-# Per-method training defaults for the CLI, tuned on smollm2-135m + mr (see docs/training.md).
-# Every method also gets COMMON_DEFAULTS; a method missing here gets FALLBACK_DEFAULTS.
-COMMON_DEFAULTS: dict[str, float] = {"weight_decay": 1e-5, "warmup": 0.1, "head_lr": 1e-3}
-FALLBACK_DEFAULTS: dict[str, float] = {"lr": 1e-2}
-METHOD_DEFAULTS: dict[str, dict[str, float]] = {
-    "pt": {"lr": 1e-2},
-    "dpt": {"lr": 1e-2},
-    "lopt1": {"lr": 1e-2},
-    "lopt2": {"lr": 1e-2},
-    "ulpt": {"lr": 1e-1},
-    "residual": {"lr": 1e-2},
-    "dept": {"lr": 1e-2},
-    "ept": {"lr": 1e-2},
-    "lopa": {"lr": 1e-3},
-    "idpg": {"lr": 1e-3},
-}
-
 
 def method_defaults(method: str) -> dict[str, float]:
-    """Training defaults (lr, weight_decay, warmup, head_lr) for ``method``."""
-    return COMMON_DEFAULTS | METHOD_DEFAULTS.get(method, FALLBACK_DEFAULTS)
+    """Training defaults (weight_decay, warmup, head_lr, lr) for ``method``: the
+    ``training_defaults`` its class declares (docs/training.md); ValueError if unknown."""
+    return dataclasses.asdict(method_class(method).training_defaults)
 
 
 def _help(text: str, *, metavar: str | None = None, zero_is_none: bool = False) -> dict[str, Any]:
