@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,13 +52,14 @@ def describe(
     *,
     flag: str | None = None,
     metavar: str | None = None,
-    choices: tuple[str, ...] | None = None,
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None,
     zero_is_none: bool = False,
 ) -> dict[str, Any]:
     """A spec field's metadata: its help text and how its command-line flag reads it.
 
-    ``flag``: the flag's name when it is not ``--field-name``; ``zero_is_none``: the flag's value
-    0 means None ("all").
+    ``flag``: the flag's name when it is not ``--field-name``; ``choices``: the allowed values,
+    or a function giving them when the parser is built (the method registry can grow);
+    ``zero_is_none``: the flag's value 0 means None ("all").
     """
     meta: dict[str, Any] = {"help": help}
     if flag is not None:
@@ -114,10 +115,10 @@ class MethodSpec:
 
     key: str = field(
         metadata=describe(
-            f"one of {', '.join(METHODS)}",
+            "a registered method (see lrpt methods)",
             flag="--method",
             metavar="KEY",
-            choices=tuple(sorted(METHODS)),
+            choices=lambda: tuple(sorted(METHODS)),
         )
     )
     options: Mapping[str, Any] = field(default_factory=dict)

@@ -130,7 +130,8 @@ def add_spec_flags(
         if "metavar" in meta:
             kwargs["metavar"] = meta["metavar"]
         if "choices" in meta:
-            kwargs["choices"] = meta["choices"]
+            choices = meta["choices"]
+            kwargs["choices"] = choices() if callable(choices) else choices
         group.add_argument(spec_flag(field), **kwargs)
 
 
