@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +24,8 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+
+from lrpt.fileio import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -178,18 +178,13 @@ def _convert_smollm2(target: Path, progress: Progress) -> None:
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer = None
     model.config.name_or_path = "smollm2-135m"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-135m.", dir=target.parent))
     try:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not (target / "config.json").is_file():  # not a concurrent conversion: re-raise
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_dir(target) as tmp:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+    except OSError:
+        if not (target / "config.json").is_file():  # not a concurrent conversion: re-raise
+            raise
     _say(progress, f"converted in {time.perf_counter() - t0:.1f} s")
 
 

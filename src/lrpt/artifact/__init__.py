@@ -56,14 +56,15 @@ from lrpt.artifact.identity import (
 )
 from lrpt.artifact.load import load_method, load_prompt
 from lrpt.artifact.read import read_artifact, read_tensors
-from lrpt.artifact.save import save_prompt, write_file
+from lrpt.artifact.save import save_prompt
 from lrpt.artifact.schema import FILES, FORMAT_VERSION, JSON_NAME, TENSORS_NAME
 from lrpt.artifact.size import artifact_bytes, artifact_size
+from lrpt.fileio import write_synced
 from lrpt.methods.base import changes_input
 
 # writes each file of an artifact (or exported adapter) inside its temporary directory; looked up
 # here at every write (see save.write_files), so replacing it simulates a failing disk
-_write = write_file
+_write = write_synced
 
 __all__ = [
     "FILES",

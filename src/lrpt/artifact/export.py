@@ -13,7 +13,8 @@ from transformers import PreTrainedModel
 from lrpt.artifact.errors import ExportError
 from lrpt.artifact.load import load_method
 from lrpt.artifact.read import read_artifact
-from lrpt.artifact.save import atomic_dir, write_files
+from lrpt.artifact.save import write_files
+from lrpt.fileio import atomic_dir
 from lrpt.methods import method_class
 from lrpt.methods.base import changes_input
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ from lrpt.artifact.schema import (
     plain,
     tensor_specs,
 )
+from lrpt.fileio import atomic_dir
 from lrpt.methods import PromptMethod
 from lrpt.model import PromptedModel, build_method
 
@@ -109,7 +107,8 @@ def save_prompt(
     )
     meta_bytes = json_bytes(meta)
     tensor_bytes = safetensors.torch.save(tensors)
-    with atomic_dir(target, overwrite=overwrite) as tmp:
+    _check_replaceable(target, overwrite)
+    with atomic_dir(target, replace=overwrite) as tmp:
         write_files(tmp, {TENSORS_NAME: tensor_bytes, JSON_NAME: meta_bytes})
     return target
 
@@ -126,61 +125,26 @@ def write_files(directory: Path, files: dict[str, bytes]) -> None:
         lrpt.artifact._write(directory / name, data)
 
 
-def write_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` and fsync it."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _exists(target: Path) -> FileExistsError:
     return FileExistsError(f"{str(target)!r} already exists; pass overwrite=True to replace it")
 
 
-def _is_replaceable(path: Path) -> bool:
-    """An existing lrpt artifact, or an empty directory."""
-    return (
-        path.is_dir()
-        and not path.is_symlink()
-        and ((path / JSON_NAME).is_file() or not any(path.iterdir()))
+def _check_replaceable(target: Path, overwrite: bool) -> None:
+    """Raise ``FileExistsError`` unless ``target`` is absent, or ``overwrite`` and it is an
+    existing lrpt artifact or an empty directory."""
+    if not (target.exists() or target.is_symlink()):
+        return
+    if not overwrite:
+        raise _exists(target)
+    replaceable = (
+        target.is_dir()
+        and not target.is_symlink()
+        and ((target / JSON_NAME).is_file() or not any(target.iterdir()))
     )
-
-
-@contextlib.contextmanager
-def atomic_dir(target: Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a fresh temporary directory beside ``target``; on success rename it to ``target``.
-
-    An existing ``target`` raises ``FileExistsError`` unless ``overwrite`` (then the old directory
-    is renamed away, the new one renamed in, and the old one deleted). On any error the temporary
-    directory is removed and ``target`` is left as it was.
-    """
-    if target.exists() or target.is_symlink():
-        if not overwrite:
-            raise _exists(target)
-        if not _is_replaceable(target):
-            raise FileExistsError(
-                f"{str(target)!r} exists and is not an lrpt prompt artifact: refusing to replace it"
-            )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
-    tmp.mkdir()
-    try:
-        yield tmp
-        if target.exists():
-            old = target.parent / f".{target.name}.{uuid.uuid4().hex}.old"
-            os.rename(target, old)
-            try:
-                os.rename(tmp, target)
-            except BaseException:
-                os.rename(old, target)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    if not replaceable:
+        raise FileExistsError(
+            f"{str(target)!r} exists and is not an lrpt prompt artifact: refusing to replace it"
+        )
 
 
 def _check_regenerates(pm: PromptedModel, init_seed: int) -> None:
