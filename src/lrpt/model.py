@@ -25,6 +25,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from lrpt.cache_api import prefix_support
+from lrpt.labels import IGNORE
 from lrpt.methods import InitContext, ModelDims, PromptMethod, make_config, method_class
 from lrpt.prefix import (
     PrefixState,
@@ -34,7 +35,6 @@ from lrpt.prefix import (
     run_prefix,
 )
 
-IGNORE = -100
 SHARED = "shared prefix: [BOS] + prompt runs once per batch (training) or once per task (inference)"
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,7 @@ from transformers import DynamicCache, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from lrpt.cache_api import output_cache, prefix_support
-
-IGNORE = -100
+from lrpt.labels import IGNORE
 
 
 @dataclass

@@ -3,21 +3,19 @@ and the fingerprints of the method's frozen tensors."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, cast
 
 import torch
 from transformers import PreTrainedModel
 
 from lrpt.artifact.schema import tensor_spec
+from lrpt.fingerprint import tensor_fingerprint
 from lrpt.methods import PromptMethod
 from lrpt.model import InputEncoder, family_of
 
-
-def embedding_fingerprint(weight: torch.Tensor) -> str:
-    """SHA-256 hex digest of ``weight``'s float32 bytes (row-major, native byte order)."""
-    array = weight.detach().to("cpu", torch.float32).contiguous().numpy()
-    return hashlib.sha256(array.tobytes()).hexdigest()
+# SHA-256 of a weight's little-endian float32 bytes (row-major): ``embedding_sha256`` and the
+# ``sha256`` of each frozen tensor in ``prompt.json``
+embedding_fingerprint = tensor_fingerprint
 
 
 def identity(

@@ -40,9 +40,9 @@ import torch.nn.functional as F
 
 from lrpt.app.data.datasets import Example, TaskData, check_template
 from lrpt.app.data.metrics import classification_metrics, is_regression, regression_metrics
+from lrpt.labels import IGNORE
 
 OBJECTIVES = ("classify", "generate", "head")
-IGNORE = -100
 DEFAULT_MAX_INPUT_TOKENS = 256
 
 
