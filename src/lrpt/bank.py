@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from lrpt.family import Family
 from lrpt.model import PromptedModel
 from lrpt.prefix import BatchPrefix, batch_prefix, forward_with_prefix, greedy_with_prefix
 
@@ -35,7 +36,7 @@ class PromptBank(nn.Module):
     def add(self, name: str, pm: PromptedModel) -> None:
         if name in self.prompts:
             raise ValueError(f"task {name!r} is already in the bank")
-        if not pm.method.static or pm.family != "causal":
+        if not pm.method.static or pm.family != Family.CAUSAL:
             raise ValueError(
                 f"task {name!r}: mixed-task batches need a static prompt on a causal LM, "
                 f"got method {pm.method.key!r} on a {pm.family} model"

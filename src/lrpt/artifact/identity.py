@@ -9,6 +9,7 @@ import torch
 from transformers import PreTrainedModel
 
 from lrpt.artifact.schema import tensor_spec
+from lrpt.family import Family
 from lrpt.fingerprint import tensor_fingerprint
 from lrpt.methods import PromptMethod
 from lrpt.model import InputEncoder, family_of
@@ -19,12 +20,12 @@ embedding_fingerprint = tensor_fingerprint
 
 
 def identity(
-    name: str | None, family: str, vocab_size: int, hidden_size: int, sha: str
+    name: str | None, family: Family, vocab_size: int, hidden_size: int, sha: str
 ) -> dict[str, Any]:
     """The ``model`` (or ``encoder``) entry of ``prompt.json``."""
     return {
         "name": name or "",
-        "family": family,
+        "family": family.value,
         "hidden_size": int(hidden_size),
         "vocab_size": int(vocab_size),
         "embedding_sha256": sha,

@@ -13,6 +13,7 @@ from lrpt.artifact.identity import identity
 from lrpt.artifact.read import artifact_dir
 from lrpt.artifact.save import metadata
 from lrpt.artifact.schema import FILES, json_bytes, tensor_specs
+from lrpt.family import Family
 from lrpt.methods import ModelDims, method_class
 
 _ST_DTYPES = {
@@ -56,10 +57,10 @@ def artifact_bytes(
     with torch.device("cpu"):
         method = method_class(key)(config, dims)  # uninitialised: only shapes and lengths matter
     tensors = {f"method.{n}": p for n, p in method.named_parameters() if p.requires_grad}
-    model = identity(model_name, "causal", vocab_size, dims.embed_dim, "0" * 64)
+    model = identity(model_name, Family.CAUSAL, vocab_size, dims.embed_dim, "0" * 64)
     encoder = None
     if dims.encoder_dim is not None and not method.static:
-        encoder = identity("", "encoder", 0, dims.encoder_dim, "0" * 64)
+        encoder = identity("", Family.ENCODER, 0, dims.encoder_dim, "0" * 64)
     meta = metadata(
         method, init_seed=0, model=model, encoder=encoder, tensors=tensors, training=training
     )

@@ -21,6 +21,7 @@ from lrpt.app.data.tasks import (
     task_spec,
 )
 from lrpt.app.training.loop import Run, TrainConfig, check_out, method_defaults, train
+from lrpt.family import Family
 from lrpt.methods import METHODS, method_class
 from lrpt.methods.base import config_fields
 
@@ -266,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
     task = load_data(args)
     num_labels = 1 if is_regression(task.metric) else len(task.labels)
     loaded = load_model(args.model, family=args.family, num_labels=num_labels)
-    if loaded.family != "encoder":  # only encoder classifiers have a head
+    if loaded.family != Family.ENCODER:  # only encoder classifiers have a head
         if args.head_lr is not None:
             raise ValueError(
                 f"--head-lr is for encoder classifiers; {args.model!r} is {loaded.family}"

@@ -43,6 +43,7 @@ from tqdm import tqdm
 from lrpt.app.data.datasets import Example, TaskData
 from lrpt.app.data.tasks import Objective
 from lrpt.app.training.evaluate import Unprompted, evaluate, subset
+from lrpt.family import Family
 from lrpt.fileio import atomic_write, atomic_write_text
 from lrpt.model import PromptedModel
 
@@ -442,7 +443,7 @@ def zero_shot_test(
     run: Run, test: Sequence[Example], progress: bool, timing: dict[str, float]
 ) -> tuple[dict[str, float] | None, str | None]:
     """The frozen model with the same template and no prompt on ``test``; or None and why."""
-    if run.pm.family == "encoder":
+    if run.pm.family == Family.ENCODER:
         return (
             None,
             "an encoder classifier's head is newly initialised: there is no zero-shot model",
