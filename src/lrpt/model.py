@@ -82,6 +82,18 @@ class Inserted:
     extra: dict[str, torch.Tensor]  # other per-token tensors, e.g. token_type_ids
 
 
+@dataclass(frozen=True)
+class AfterPrefix:
+    """The part of a batch that runs after a shared ``[BOS] + prompt`` prefix (see
+    :meth:`PromptedModel.after_prefix` and :func:`lrpt.prefix.forward_with_prefix`)."""
+
+    embeds: torch.Tensor  # (B, L, d) token embeddings, with the method's input update
+    rest_mask: torch.Tensor  # (B, L) attention mask with each row's lead BOS masked out
+    lead_cols: torch.Tensor  # (B, L) bool, the lead BOS's column: its logits come from the prefix
+    labels: torch.Tensor | None  # (B, L) with the lead BOS's label set to −100, or None
+    with_lead: bool  # whether the rows start with the lead BOS (all of them, or none)
+
+
 def family_of(model: PreTrainedModel) -> Family:
     """``CAUSAL``, ``SEQ2SEQ`` or ``ENCODER`` from the model's config and class."""
     if getattr(model.config, "is_encoder_decoder", False):
@@ -353,14 +365,14 @@ class PromptedModel(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if token_type_ids is None and not model_kwargs and self.shares_prefix():
-            rest = self._rest(input_ids, attention_mask, labels)
+            rest = self.after_prefix(input_ids, attention_mask, labels)
             if rest is not None:
-                embeds, rest_mask, lead_cols, labels, with_lead = rest
                 rows = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
-                prefix = batch_prefix([self.prefix_state(with_lead)], rows, self.model.config)
+                prefix = batch_prefix([self.prefix_state(rest.with_lead)], rows, self.model.config)
                 return forward_with_prefix(
-                    self.model, embeds, rest_mask, lead_cols, prefix, labels, logits_to_keep
-                )
+                    self.model, rest.embeds, rest.rest_mask, rest.lead_cols, prefix, rest.labels,
+                    logits_to_keep,
+                )  # fmt: skip
         ins = self.insert(
             input_ids, attention_mask, labels, texts=texts, token_type_ids=token_type_ids
         )
@@ -424,12 +436,24 @@ class PromptedModel(nn.Module):
             self._prefix_cache[with_lead] = cached
         return cached[1]
 
-    def _rest(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None
-    ) -> tuple | None:
-        """The input part that follows a shared prefix: embeddings (with the method's input
-        update), mask without the lead BOS, lead columns, labels, and whether rows have a lead.
-        ``None`` when some rows start with BOS and others not (no single prefix fits)."""
+    def after_prefix(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> AfterPrefix | None:
+        """The input part of a batch that follows the shared ``[BOS] + prompt`` prefix of
+        :meth:`prefix_state` (see :class:`AfterPrefix`).
+
+        Args:
+            input_ids: ``(B, L)`` token ids, left- or right-padded.
+            attention_mask: ``(B, L)``, 1 on real tokens.
+            labels: ``(B, L)`` causal-LM labels (−100 where no loss), or None.
+
+        Returns:
+            ``None`` when some rows start with the lead BOS and others do not (no single prefix
+            fits them all), else what runs after the prefix.
+        """
         start, lead = self._layout(input_ids, attention_mask)
         with_lead = bool(lead.any())
         if with_lead and not bool(lead.all()):
@@ -440,7 +464,7 @@ class PromptedModel(nn.Module):
         cols = torch.arange(input_ids.shape[1], device=input_ids.device)[None]
         lead_cols = (cols == start[:, None]) & (lead[:, None] > 0)
         rest_mask = attention_mask.long().masked_fill(lead_cols, 0)
-        return embeds, rest_mask, lead_cols, labels, with_lead
+        return AfterPrefix(embeds, rest_mask, lead_cols, labels, with_lead)
 
     @torch.no_grad()
     def generate(
@@ -464,7 +488,7 @@ class PromptedModel(nn.Module):
         greedy = set(generate_kwargs) <= {"max_new_tokens", "do_sample", "eos_token_id"}
         greedy &= "max_new_tokens" in generate_kwargs and not generate_kwargs.get("do_sample")
         if greedy and self.shares_prefix():
-            rest = self._rest(input_ids, attention_mask, None)
+            rest = self.after_prefix(input_ids, attention_mask)
             if rest is not None:
                 eos = generate_kwargs.get("eos_token_id", self.model.generation_config.eos_token_id)
                 return self._greedy(rest, generate_kwargs["max_new_tokens"], eos)
@@ -475,16 +499,16 @@ class PromptedModel(nn.Module):
         )
 
     def _greedy(
-        self, rest: tuple, max_new_tokens: int, eos: int | list[int] | None
+        self, rest: AfterPrefix, max_new_tokens: int, eos: int | list[int] | None
     ) -> torch.Tensor:
         """Greedy decoding after the task's cached prefix (see :func:`greedy_with_prefix`)."""
-        embeds, rest_mask, lead_cols, _, with_lead = rest
-        rows = torch.zeros(embeds.shape[0], dtype=torch.long, device=embeds.device)
-        prefix = batch_prefix([self.prefix_state(with_lead)], rows, self.model.config)
+        rows = torch.zeros(rest.embeds.shape[0], dtype=torch.long, device=rest.embeds.device)
+        prefix = batch_prefix([self.prefix_state(rest.with_lead)], rows, self.model.config)
         pad = self.tokenizer.pad_token_id
         return greedy_with_prefix(
-            self.model, embeds, rest_mask, lead_cols, prefix, max_new_tokens, eos, pad
-        )
+            self.model, rest.embeds, rest.rest_mask, rest.lead_cols, prefix, max_new_tokens, eos,
+            pad,
+        )  # fmt: skip
 
 
 def _version(tensor: torch.Tensor) -> int:
