@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
@@ -32,6 +33,7 @@ from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedModel,
+    PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
     T5Config,
     T5ForConditionalGeneration,
@@ -49,7 +51,7 @@ class LoadedModel:
     """A frozen base model with its tokenizer, family and a name for artifacts."""
 
     model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerFast
+    tokenizer: PreTrainedTokenizerBase
     family: Family
     name: str
 
@@ -89,7 +91,7 @@ def _tiny_t5(num_labels: int) -> LoadedModel:
         tokenizer_object=byte_tokenizer(specials, "$A </s>", "$A </s> $B </s>"),
         pad_token="<pad>", eos_token="</s>", unk_token="<unk>", padding_side="right",
     )  # fmt: skip
-    config = T5Config(
+    config = T5Config(  # type: ignore[call-arg]  # accepted at run time, not in its signature
         vocab_size=len(tok), d_model=TINY_DIM, d_kv=16, d_ff=128, num_layers=2,
         num_decoder_layers=2, num_heads=4, pad_token_id=0, eos_token_id=1,
         decoder_start_token_id=0, tie_word_embeddings=False,
@@ -104,7 +106,7 @@ def _tiny_bert(num_labels: int, family: Family = Family.ENCODER) -> LoadedModel:
         pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", unk_token="[UNK]",
         mask_token="[MASK]", padding_side="right",
     )  # fmt: skip
-    config = BertConfig(
+    config = BertConfig(  # type: ignore[call-arg]  # accepted at run time, not in its signature
         vocab_size=len(tok), hidden_size=TINY_DIM, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=128, max_position_embeddings=1024, num_labels=num_labels, pad_token_id=0,
     )  # fmt: skip
@@ -112,7 +114,7 @@ def _tiny_bert(num_labels: int, family: Family = Family.ENCODER) -> LoadedModel:
     return LoadedModel(_seeded(cls, config), tok, family, "tiny-bert")
 
 
-def _seeded(cls: type[PreTrainedModel], config: object) -> PreTrainedModel:
+def _seeded(cls: type[PreTrainedModel], config: Any) -> PreTrainedModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_SEED)
         model = cls(config)

@@ -177,7 +177,7 @@ def _convert_smollm2(target: Path, progress: Progress) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]  # typed as a submodule by torch
     model.config.name_or_path = "smollm2-135m"
     try:
         with atomic_dir(target) as tmp:
