@@ -1,5 +1,4 @@
-"""What a prompt is checked against on load: the identity of its base model and input encoder,
-and the fingerprints of the method's frozen tensors."""
+"""What a prompt is checked against: its model's and encoder's identity, frozen-tensor hashes."""
 
 from __future__ import annotations
 

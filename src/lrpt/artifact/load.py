@@ -1,5 +1,4 @@
-"""Rebuild a saved prompt on a model, checking it is the model, encoder and state it was trained
-with."""
+"""Rebuild a saved prompt on a model, after checking the model, encoder and frozen state."""
 
 from __future__ import annotations
 
