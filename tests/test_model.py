@@ -248,3 +248,24 @@ def test_half_precision_model_with_float32_prompt(share: bool) -> None:
     out.loss.backward()
     assert all(p.grad is not None and p.grad.dtype == torch.float32
                for p in pm.method.parameters() if p.requires_grad)  # fmt: skip
+
+
+def test_after_prefix_names_the_input_part() -> None:
+    """The input that follows a shared ``[BOS] + prompt`` prefix: BOS masked out, its label
+    ignored; ``None`` when only some rows start with BOS."""
+    pm = _prompted("pt", "causal", num_tokens=3)
+    batch = _batch(pm, "left")
+    labels = batch["input_ids"].clone()  # a label on every token, the BOS's included
+    rest = pm.after_prefix(batch["input_ids"], batch["attention_mask"], labels)
+    assert rest is not None and rest.with_lead
+    B, L = batch["input_ids"].shape
+    assert rest.embeds.shape == (B, L, pm.method.dims.embed_dim)
+    first = batch["attention_mask"].argmax(1)  # each row's BOS column (left padding)
+    assert rest.lead_cols.sum(1).tolist() == [1] * B
+    assert rest.lead_cols[torch.arange(B), first].all()
+    assert torch.equal(rest.rest_mask, batch["attention_mask"].masked_fill(rest.lead_cols, 0))
+    assert rest.labels is not None and (rest.labels[rest.lead_cols] == IGNORE).all()
+    assert torch.equal(rest.labels[~rest.lead_cols], labels[~rest.lead_cols])
+    ids = batch["input_ids"].clone()
+    ids[0, first[0]] = 40  # row 0 no longer starts with BOS
+    assert pm.after_prefix(ids, batch["attention_mask"]) is None

@@ -9,12 +9,14 @@ Static methods only (an instance-dependent prompt has no single prefix to cache)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from lrpt.model import PromptedModel
+from lrpt.family import Family
+from lrpt.model import AfterPrefix, PromptedModel
 from lrpt.prefix import BatchPrefix, batch_prefix, forward_with_prefix, greedy_with_prefix
 
 
@@ -35,7 +37,7 @@ class PromptBank(nn.Module):
     def add(self, name: str, pm: PromptedModel) -> None:
         if name in self.prompts:
             raise ValueError(f"task {name!r} is already in the bank")
-        if not pm.method.static or pm.family != "causal":
+        if not pm.method.static or pm.family != Family.CAUSAL:
             raise ValueError(
                 f"task {name!r}: mixed-task batches need a static prompt on a causal LM, "
                 f"got method {pm.method.key!r} on a {pm.family} model"
@@ -44,7 +46,7 @@ class PromptBank(nn.Module):
         if reason is not None:
             raise ValueError(f"task {name!r}: mixed-task batches need a shared prefix: {reason}")
         if self.prompts:
-            first = next(iter(self.prompts.values()))
+            first = self.prompt(self.tasks[0])
             if pm.model is not first.model:
                 raise ValueError(f"task {name!r} uses another base model object than the bank")
         self.prompts[name] = pm
@@ -53,9 +55,15 @@ class PromptBank(nn.Module):
     def tasks(self) -> list[str]:
         return list(self.prompts)
 
+    def prompt(self, task: str) -> PromptedModel:
+        """The prompted model of ``task``."""
+        return cast(PromptedModel, self.prompts[task])
+
     def _prepare(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, tasks: Sequence[str]
-    ) -> tuple[tuple, BatchPrefix]:
+    ) -> tuple[AfterPrefix, BatchPrefix]:
+        """The whole batch's input part (rows of each task from its own prompted model) and the
+        tasks' prefixes laid out for it."""
         if len(tasks) != input_ids.shape[0]:
             raise ValueError(f"got {len(tasks)} task names for a batch of {input_ids.shape[0]}")
         unknown = sorted(set(tasks) - set(self.prompts))
@@ -63,28 +71,31 @@ class PromptBank(nn.Module):
             raise ValueError(f"unknown task(s) {unknown}; the bank has {self.tasks}")
         used = list(dict.fromkeys(tasks))  # the tasks in this batch, in order of appearance
         rows = torch.tensor([used.index(t) for t in tasks], device=input_ids.device)
-        parts = []
+        parts: list[tuple[torch.Tensor, AfterPrefix]] = []
         for index, name in enumerate(used):
             sel = (rows == index).nonzero(as_tuple=True)[0]
-            rest = self.prompts[name]._rest(input_ids[sel], attention_mask[sel], None)
+            rest = self.prompt(name).after_prefix(input_ids[sel], attention_mask[sel])
             if rest is None:
                 raise ValueError("rows must all start with the BOS token, or none of them")
             parts.append((sel, rest))
-        with_lead = {rest[4] for _, rest in parts}
+        with_lead = {rest.with_lead for _, rest in parts}
         if len(with_lead) > 1:
             raise ValueError("rows must all start with the BOS token, or none of them")
+        first = parts[0][1].embeds
         embeds = torch.empty(
-            (*input_ids.shape, parts[0][1][0].shape[-1]), dtype=parts[0][1][0].dtype,
-            device=input_ids.device,
-        )  # fmt: skip
+            (*input_ids.shape, first.shape[-1]), dtype=first.dtype, device=input_ids.device
+        )
         rest_mask = torch.empty_like(attention_mask, dtype=torch.long)
         lead_cols = torch.empty_like(attention_mask, dtype=torch.bool)
         for sel, rest in parts:
-            embeds[sel], rest_mask[sel], lead_cols[sel] = rest[0], rest[1], rest[2]
+            embeds[sel] = rest.embeds
+            rest_mask[sel] = rest.rest_mask
+            lead_cols[sel] = rest.lead_cols
         lead = with_lead.pop()
-        states = [self.prompts[name].prefix_state(lead) for name in used]
-        model = self.prompts[used[0]].model
-        return (embeds, rest_mask, lead_cols), batch_prefix(states, rows, model.config)
+        states = [self.prompt(name).prefix_state(lead) for name in used]
+        model = self.prompt(used[0]).model
+        batch = AfterPrefix(embeds, rest_mask, lead_cols, None, lead)
+        return batch, batch_prefix(states, rows, model.config)
 
     @torch.no_grad()
     def forward(
@@ -96,11 +107,12 @@ class PromptBank(nn.Module):
         logits_to_keep: int = 0,
     ) -> CausalLMOutputWithPast:
         """Logits at the input positions ``(B, L, V)``; row ``b`` is prompted for ``tasks[b]``."""
-        (embeds, rest_mask, lead_cols), prefix = self._prepare(input_ids, attention_mask, tasks)
-        model = self.prompts[tasks[0]].model
+        rest, prefix = self._prepare(input_ids, attention_mask, tasks)
+        model = self.prompt(tasks[0]).model
         return forward_with_prefix(
-            model, embeds, rest_mask, lead_cols, prefix, logits_to_keep=logits_to_keep
-        )
+            model, rest.embeds, rest.rest_mask, rest.lead_cols, prefix,
+            logits_to_keep=logits_to_keep,
+        )  # fmt: skip
 
     @torch.no_grad()
     def generate(
@@ -115,10 +127,10 @@ class PromptBank(nn.Module):
         """Greedy generation for a left-padded mixed-task batch; returns the new tokens."""
         if bool((attention_mask[:, -1] == 0).any()):
             raise ValueError("generate with a causal model needs left padding (pads first)")
-        (embeds, rest_mask, lead_cols), prefix = self._prepare(input_ids, attention_mask, tasks)
-        pm = self.prompts[tasks[0]]
+        rest, prefix = self._prepare(input_ids, attention_mask, tasks)
+        pm = self.prompt(tasks[0])
         eos = eos_token_id if eos_token_id is not None else pm.model.generation_config.eos_token_id
         return greedy_with_prefix(
-            pm.model, embeds, rest_mask, lead_cols, prefix, max_new_tokens, eos,
+            pm.model, rest.embeds, rest.rest_mask, rest.lead_cols, prefix, max_new_tokens, eos,
             pm.tokenizer.pad_token_id,
         )  # fmt: skip

@@ -1,8 +1,9 @@
 """Frozen base models by key or path: tiny seeded test models, real pretrained ones, local dirs.
 
 ``load_model(key_or_path)`` returns a :class:`LoadedModel` (model, tokenizer, family, name).
-Families: ``causal`` (decoder-only LM), ``seq2seq`` (encoder-decoder LM), ``encoder`` (encoder
-with a sequence-classification head) and ``base`` (plain encoder, e.g. an input encoder).
+Families (:class:`~lrpt.family.Family`): ``causal`` (decoder-only LM), ``seq2seq``
+(encoder-decoder LM), ``encoder`` (encoder with a sequence-classification head) and ``base``
+(plain encoder, e.g. an input encoder).
 
 The tiny models (``tiny-llama``, ``tiny-t5``, ``tiny-bert``) are randomly initialised from fixed
 configs with a fixed seed, and use a byte-level tokenizer built in code, so they need no download.
@@ -14,6 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
@@ -31,12 +33,15 @@ from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedModel,
+    PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
     T5Config,
     T5ForConditionalGeneration,
 )
 
-FAMILIES = ("causal", "seq2seq", "encoder", "base")
+from lrpt.family import Family
+
+FAMILIES = tuple(Family)
 TINY_SEED = 1234
 TINY_DIM = 64
 
@@ -46,8 +51,8 @@ class LoadedModel:
     """A frozen base model with its tokenizer, family and a name for artifacts."""
 
     model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerFast
-    family: str
+    tokenizer: PreTrainedTokenizerBase
+    family: Family
     name: str
 
 
@@ -77,7 +82,7 @@ def _tiny_llama(num_labels: int) -> LoadedModel:
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
         pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False,
     )  # fmt: skip
-    return LoadedModel(_seeded(LlamaForCausalLM, config), tok, "causal", "tiny-llama")
+    return LoadedModel(_seeded(LlamaForCausalLM, config), tok, Family.CAUSAL, "tiny-llama")
 
 
 def _tiny_t5(num_labels: int) -> LoadedModel:
@@ -86,30 +91,30 @@ def _tiny_t5(num_labels: int) -> LoadedModel:
         tokenizer_object=byte_tokenizer(specials, "$A </s>", "$A </s> $B </s>"),
         pad_token="<pad>", eos_token="</s>", unk_token="<unk>", padding_side="right",
     )  # fmt: skip
-    config = T5Config(
+    config = T5Config(  # type: ignore[call-arg]  # accepted at run time, not in its signature
         vocab_size=len(tok), d_model=TINY_DIM, d_kv=16, d_ff=128, num_layers=2,
         num_decoder_layers=2, num_heads=4, pad_token_id=0, eos_token_id=1,
         decoder_start_token_id=0, tie_word_embeddings=False,
     )  # fmt: skip
-    return LoadedModel(_seeded(T5ForConditionalGeneration, config), tok, "seq2seq", "tiny-t5")
+    return LoadedModel(_seeded(T5ForConditionalGeneration, config), tok, Family.SEQ2SEQ, "tiny-t5")
 
 
-def _tiny_bert(num_labels: int, family: str = "encoder") -> LoadedModel:
+def _tiny_bert(num_labels: int, family: Family = Family.ENCODER) -> LoadedModel:
     specials = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
     tok = PreTrainedTokenizerFast(
         tokenizer_object=byte_tokenizer(specials, "[CLS] $A [SEP]", "[CLS] $A [SEP] $B:1 [SEP]:1"),
         pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", unk_token="[UNK]",
         mask_token="[MASK]", padding_side="right",
     )  # fmt: skip
-    config = BertConfig(
+    config = BertConfig(  # type: ignore[call-arg]  # accepted at run time, not in its signature
         vocab_size=len(tok), hidden_size=TINY_DIM, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=128, max_position_embeddings=1024, num_labels=num_labels, pad_token_id=0,
     )  # fmt: skip
-    cls = BertModel if family == "base" else BertForSequenceClassification
+    cls = BertModel if family == Family.BASE else BertForSequenceClassification
     return LoadedModel(_seeded(cls, config), tok, family, "tiny-bert")
 
 
-def _seeded(cls: type[PreTrainedModel], config: object) -> PreTrainedModel:
+def _seeded(cls: type[PreTrainedModel], config: Any) -> PreTrainedModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_SEED)
         model = cls(config)
@@ -121,10 +126,10 @@ TINY_MODELS: dict[str, Callable[..., LoadedModel]] = {
     "tiny-t5": _tiny_t5,
     "tiny-bert": _tiny_bert,
 }
-TINY_FAMILIES = {
-    "tiny-llama": ("causal",),
-    "tiny-t5": ("seq2seq",),
-    "tiny-bert": ("encoder", "base"),
+TINY_FAMILIES: dict[str, tuple[Family, ...]] = {
+    "tiny-llama": (Family.CAUSAL,),
+    "tiny-t5": (Family.SEQ2SEQ,),
+    "tiny-bert": (Family.ENCODER, Family.BASE),
 }
 
 
@@ -141,6 +146,9 @@ def load_model(
 ) -> LoadedModel:
     """Load a frozen base model by key (see :func:`model_keys`) or from a local HF directory.
 
+    ``family`` (a :class:`Family` or its value) chooses the model class; by default the key's
+    first family, or the one a local directory's ``config.json`` tells.
+
     Raises:
         ValueError: unknown key, missing path, a family the model cannot be, or num_labels < 1.
     """
@@ -154,13 +162,13 @@ def load_model(
         if family is not None and family not in allowed:
             raise ValueError(f"model {key!r} is a {'/'.join(allowed)} model, not {family!r}")
         if key == "tiny-bert":
-            return _tiny_bert(num_labels, family or "encoder")
+            return _tiny_bert(num_labels, Family(family or Family.ENCODER))
         return TINY_MODELS[key](num_labels)
     from lrpt.pretrained import PRETRAINED_MODELS, load_pretrained
 
     if key in PRETRAINED_MODELS:
         model, tok = load_pretrained(key, family=family, num_labels=num_labels)
-        return LoadedModel(model.eval(), tok, family or _infer_family(model.config), key)
+        return LoadedModel(model.eval(), tok, Family(family or _infer_family(model.config)), key)
     path = Path(key).expanduser()
     if not path.exists():
         known = ", ".join(model_keys())
@@ -168,10 +176,10 @@ def load_model(
             f"unknown model {key!r}: tried the built-in keys ({known}) and a local directory "
             f"{str(path.resolve())!r}, which does not exist"
         )
-    return _load_local(path, family, num_labels)
+    return _load_local(path, Family(family) if family is not None else None, num_labels)
 
 
-def _infer_family(config: object) -> str:
+def _infer_family(config: object) -> Family:
     """The family of a model config: from ``architectures`` when it names a head, else from
     ``model_type`` through transformers' auto-class mappings (converted checkpoints often have
     no ``architectures``): encoder-decoder → seq2seq; a type with a masked-LM head (BERT,
@@ -180,20 +188,20 @@ def _infer_family(config: object) -> str:
     from transformers.models.auto import modeling_auto as auto
 
     if getattr(config, "is_encoder_decoder", False):
-        return "seq2seq"
+        return Family.SEQ2SEQ
     archs = getattr(config, "architectures", None) or []
     if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
-        return "causal"
+        return Family.CAUSAL
     if any(a.endswith("ForSequenceClassification") for a in archs):
-        return "encoder"
+        return Family.ENCODER
     if any(a.endswith("Model") for a in archs):
-        return "encoder"
+        return Family.ENCODER
     model_type = getattr(config, "model_type", None)
     by_type = [
-        ("seq2seq", auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES),
-        ("encoder", auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES),
-        ("causal", auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES),
-        ("encoder", auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES),
+        (Family.SEQ2SEQ, auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES),
+        (Family.ENCODER, auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES),
+        (Family.CAUSAL, auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES),
+        (Family.ENCODER, auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES),
     ]
     for family, mapping in by_type:
         if model_type in mapping:
@@ -206,7 +214,7 @@ def _infer_family(config: object) -> str:
     )
 
 
-def _load_local(path: Path, family: str | None, num_labels: int) -> LoadedModel:
+def _load_local(path: Path, family: Family | None, num_labels: int) -> LoadedModel:
     if not (path / "config.json").is_file():
         raise ValueError(f"{str(path)!r} is not a Hugging Face model directory: no config.json")
     try:
@@ -215,12 +223,12 @@ def _load_local(path: Path, family: str | None, num_labels: int) -> LoadedModel:
         raise ValueError(f"{str(path)!r}: transformers cannot read its config.json: {err}") from err
     family = family or _infer_family(config)
     auto = {
-        "causal": AutoModelForCausalLM,
-        "seq2seq": AutoModelForSeq2SeqLM,
-        "encoder": AutoModelForSequenceClassification,
-        "base": AutoModel,
+        Family.CAUSAL: AutoModelForCausalLM,
+        Family.SEQ2SEQ: AutoModelForSeq2SeqLM,
+        Family.ENCODER: AutoModelForSequenceClassification,
+        Family.BASE: AutoModel,
     }[family]
-    kwargs = {"num_labels": num_labels} if family == "encoder" else {}
+    kwargs = {"num_labels": num_labels} if family == Family.ENCODER else {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_SEED)  # a newly created classification head is seeded
         model = auto.from_pretrained(path, local_files_only=True, dtype=torch.float32, **kwargs)

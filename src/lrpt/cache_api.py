@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import transformers
@@ -79,7 +79,7 @@ def _probe(model: PreTrainedModel) -> PrefixSupport:
             None, f"the model uses sliding-window attention (window {window}), which a "
             "precomputed prefix's cache does not follow",
         )  # fmt: skip
-    device = model.get_input_embeddings().weight.device
+    device = cast(torch.Tensor, model.get_input_embeddings().weight).device
     ids = torch.zeros(1, 2, dtype=torch.long, device=device)
     was_training = model.training
     model.eval()

@@ -25,6 +25,8 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from lrpt.cache_api import prefix_support
+from lrpt.family import Family
+from lrpt.labels import IGNORE
 from lrpt.methods import InitContext, ModelDims, PromptMethod, make_config, method_class
 from lrpt.prefix import (
     PrefixState,
@@ -34,7 +36,6 @@ from lrpt.prefix import (
     run_prefix,
 )
 
-IGNORE = -100
 SHARED = "shared prefix: [BOS] + prompt runs once per batch (training) or once per task (inference)"
 
 log = logging.getLogger(__name__)
@@ -81,13 +82,25 @@ class Inserted:
     extra: dict[str, torch.Tensor]  # other per-token tensors, e.g. token_type_ids
 
 
-def family_of(model: PreTrainedModel) -> str:
-    """``causal``, ``seq2seq`` or ``encoder`` from the model's config and class."""
+@dataclass(frozen=True)
+class AfterPrefix:
+    """The part of a batch that runs after a shared ``[BOS] + prompt`` prefix (see
+    :meth:`PromptedModel.after_prefix` and :func:`lrpt.prefix.forward_with_prefix`)."""
+
+    embeds: torch.Tensor  # (B, L, d) token embeddings, with the method's input update
+    rest_mask: torch.Tensor  # (B, L) attention mask with each row's lead BOS masked out
+    lead_cols: torch.Tensor  # (B, L) bool, the lead BOS's column: its logits come from the prefix
+    labels: torch.Tensor | None  # (B, L) with the lead BOS's label set to −100, or None
+    with_lead: bool  # whether the rows start with the lead BOS (all of them, or none)
+
+
+def family_of(model: PreTrainedModel) -> Family:
+    """``CAUSAL``, ``SEQ2SEQ`` or ``ENCODER`` from the model's config and class."""
     if getattr(model.config, "is_encoder_decoder", False):
-        return "seq2seq"
+        return Family.SEQ2SEQ
     if model.can_generate():
-        return "causal"
-    return "encoder"
+        return Family.CAUSAL
+    return Family.ENCODER
 
 
 def lead_token_id(tokenizer: Any) -> int | None:
@@ -153,7 +166,7 @@ class PromptedModel(nn.Module):
     # ----------------------------------------------------------------- parameters
     def head_parameters(self) -> list[nn.Parameter]:
         """The classification head of an encoder model (trainable); empty for LMs."""
-        if self.family != "encoder":
+        if self.family != Family.ENCODER:
             return []
         base = {id(p) for p in self.model.base_model.parameters()}
         return [p for p in self.model.parameters() if id(p) not in base]
@@ -221,7 +234,7 @@ class PromptedModel(nn.Module):
             return None
         assert self.encoder is not None  # checked in __init__
         if texts is None:
-            keep = labels == IGNORE if labels is not None and self.family == "causal" else None
+            keep = labels == IGNORE if labels is not None and self.family == Family.CAUSAL else None
             texts = [
                 self.tokenizer.decode(row if keep is None else row[keep[i]],
                                       skip_special_tokens=True)
@@ -262,7 +275,7 @@ class PromptedModel(nn.Module):
         B, L = input_ids.shape
         n = prompt.shape[1]
         start, lead = self._layout(input_ids, attention_mask)
-        if labels is not None and self.family == "causal":
+        if labels is not None and self.family == Family.CAUSAL:
             labels = self._ignore_lead(labels, start, lead)
         embeds = self.embed_input(input_ids, attention_mask, start, lead, labels)
 
@@ -279,7 +292,7 @@ class PromptedModel(nn.Module):
         )
         new_mask = _gather_tokens(attention_mask, src, n, 1)
         new_labels = labels
-        if labels is not None and self.family == "causal":
+        if labels is not None and self.family == Family.CAUSAL:
             new_labels = _gather_tokens(labels, src, n, IGNORE)
         extra = {k: _gather_tokens(v, src, n, 0) for k, v in per_token.items() if v is not None}
         position_ids = (new_mask.long().cumsum(1) - 1).clamp(min=0)
@@ -313,7 +326,7 @@ class PromptedModel(nn.Module):
     ) -> torch.Tensor:
         """Token embeddings ``(B, L, d)`` plus the method's input update, if it has one."""
         embeds = self.model.get_input_embeddings()(input_ids)  # (B, L, d)
-        causal_labels = labels if self.family == "causal" else None
+        causal_labels = labels if self.family == Family.CAUSAL else None
         positions = self._input_positions(attention_mask.long(), start, lead, causal_labels)
         update = self.method.input_update(positions)
         if update is not None:
@@ -352,14 +365,14 @@ class PromptedModel(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if token_type_ids is None and not model_kwargs and self.shares_prefix():
-            rest = self._rest(input_ids, attention_mask, labels)
+            rest = self.after_prefix(input_ids, attention_mask, labels)
             if rest is not None:
-                embeds, rest_mask, lead_cols, labels, with_lead = rest
                 rows = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
-                prefix = batch_prefix([self.prefix_state(with_lead)], rows, self.model.config)
+                prefix = batch_prefix([self.prefix_state(rest.with_lead)], rows, self.model.config)
                 return forward_with_prefix(
-                    self.model, embeds, rest_mask, lead_cols, prefix, labels, logits_to_keep
-                )
+                    self.model, rest.embeds, rest.rest_mask, rest.lead_cols, prefix, rest.labels,
+                    logits_to_keep,
+                )  # fmt: skip
         ins = self.insert(
             input_ids, attention_mask, labels, texts=texts, token_type_ids=token_type_ids
         )
@@ -367,12 +380,12 @@ class PromptedModel(nn.Module):
         kwargs |= ins.extra | model_kwargs
         if ins.labels is not None:
             kwargs["labels"] = ins.labels
-        if self.family == "causal":
+        if self.family == Family.CAUSAL:
             kwargs["position_ids"] = ins.position_ids
             if logits_to_keep:
                 kwargs["logits_to_keep"] = logits_to_keep
         out = self.model(**kwargs)
-        if self.family == "causal" and not logits_to_keep:
+        if self.family == Family.CAUSAL and not logits_to_keep:
             index = ins.token_positions[..., None].expand(-1, -1, out.logits.shape[-1])
             out.logits = out.logits.gather(1, index)  # (B, L, V): input positions only
         return out
@@ -394,7 +407,7 @@ class PromptedModel(nn.Module):
         """None when the prompt runs as a shared prefix; else why it runs with every row."""
         if not self.share_prefix:
             return "turned off (share_prefix=False)"
-        if self.family != "causal":
+        if self.family != Family.CAUSAL:
             return f"a {self.family} model: the prompt is part of the encoder's input"
         if not self.method.static:
             return f"method {self.method.key!r} is instance-dependent: each row has its own prompt"
@@ -423,12 +436,24 @@ class PromptedModel(nn.Module):
             self._prefix_cache[with_lead] = cached
         return cached[1]
 
-    def _rest(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None
-    ) -> tuple | None:
-        """The input part that follows a shared prefix: embeddings (with the method's input
-        update), mask without the lead BOS, lead columns, labels, and whether rows have a lead.
-        ``None`` when some rows start with BOS and others not (no single prefix fits)."""
+    def after_prefix(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> AfterPrefix | None:
+        """The input part of a batch that follows the shared ``[BOS] + prompt`` prefix of
+        :meth:`prefix_state` (see :class:`AfterPrefix`).
+
+        Args:
+            input_ids: ``(B, L)`` token ids, left- or right-padded.
+            attention_mask: ``(B, L)``, 1 on real tokens.
+            labels: ``(B, L)`` causal-LM labels (−100 where no loss), or None.
+
+        Returns:
+            ``None`` when some rows start with the lead BOS and others do not (no single prefix
+            fits them all), else what runs after the prefix.
+        """
         start, lead = self._layout(input_ids, attention_mask)
         with_lead = bool(lead.any())
         if with_lead and not bool(lead.all()):
@@ -439,7 +464,7 @@ class PromptedModel(nn.Module):
         cols = torch.arange(input_ids.shape[1], device=input_ids.device)[None]
         lead_cols = (cols == start[:, None]) & (lead[:, None] > 0)
         rest_mask = attention_mask.long().masked_fill(lead_cols, 0)
-        return embeds, rest_mask, lead_cols, labels, with_lead
+        return AfterPrefix(embeds, rest_mask, lead_cols, labels, with_lead)
 
     @torch.no_grad()
     def generate(
@@ -454,16 +479,16 @@ class PromptedModel(nn.Module):
 
         Causal batches must be left-padded (as for any decoder-only generation).
         """
-        if self.family == "encoder":
+        if self.family == Family.ENCODER:
             raise ValueError("generate needs a causal or seq2seq model; this is an encoder")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        if self.family == "causal" and bool((attention_mask[:, -1] == 0).any()):
+        if self.family == Family.CAUSAL and bool((attention_mask[:, -1] == 0).any()):
             raise ValueError("generate with a causal model needs left padding (pads first)")
         greedy = set(generate_kwargs) <= {"max_new_tokens", "do_sample", "eos_token_id"}
         greedy &= "max_new_tokens" in generate_kwargs and not generate_kwargs.get("do_sample")
         if greedy and self.shares_prefix():
-            rest = self._rest(input_ids, attention_mask, None)
+            rest = self.after_prefix(input_ids, attention_mask)
             if rest is not None:
                 eos = generate_kwargs.get("eos_token_id", self.model.generation_config.eos_token_id)
                 return self._greedy(rest, generate_kwargs["max_new_tokens"], eos)
@@ -474,16 +499,16 @@ class PromptedModel(nn.Module):
         )
 
     def _greedy(
-        self, rest: tuple, max_new_tokens: int, eos: int | list[int] | None
+        self, rest: AfterPrefix, max_new_tokens: int, eos: int | list[int] | None
     ) -> torch.Tensor:
         """Greedy decoding after the task's cached prefix (see :func:`greedy_with_prefix`)."""
-        embeds, rest_mask, lead_cols, _, with_lead = rest
-        rows = torch.zeros(embeds.shape[0], dtype=torch.long, device=embeds.device)
-        prefix = batch_prefix([self.prefix_state(with_lead)], rows, self.model.config)
+        rows = torch.zeros(rest.embeds.shape[0], dtype=torch.long, device=rest.embeds.device)
+        prefix = batch_prefix([self.prefix_state(rest.with_lead)], rows, self.model.config)
         pad = self.tokenizer.pad_token_id
         return greedy_with_prefix(
-            self.model, embeds, rest_mask, lead_cols, prefix, max_new_tokens, eos, pad
-        )
+            self.model, rest.embeds, rest.rest_mask, rest.lead_cols, prefix, max_new_tokens, eos,
+            pad,
+        )  # fmt: skip
 
 
 def _version(tensor: torch.Tensor) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +23,10 @@ from transformers import DynamicCache, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from lrpt.cache_api import output_cache, prefix_support
+from lrpt.labels import IGNORE
 
-IGNORE = -100
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
 
 @dataclass
@@ -51,7 +54,7 @@ class BatchPrefix:
 def run_prefix(model: PreTrainedModel, prompt: torch.Tensor, lead_id: int | None) -> PrefixState:
     """Run ``[lead] + prompt`` (``prompt (1, n, d)``) through ``model`` once and keep its cache."""
     embedding = model.get_input_embeddings()
-    rows = prompt.to(embedding.weight.dtype)
+    rows = prompt.to(cast(torch.Tensor, embedding.weight).dtype)
     if lead_id is not None:
         lead = embedding(torch.tensor([[lead_id]], device=rows.device))  # (1, 1, d)
         rows = torch.cat([lead, rows], 1)
@@ -73,7 +76,9 @@ def run_prefix(model: PreTrainedModel, prompt: torch.Tensor, lead_id: int | None
     )
 
 
-def batch_prefix(states: Sequence[PrefixState], rows: torch.Tensor, config: object) -> BatchPrefix:
+def batch_prefix(
+    states: Sequence[PrefixState], rows: torch.Tensor, config: PreTrainedConfig
+) -> BatchPrefix:
     """Lay out ``states`` for a batch whose row ``b`` uses ``states[rows[b]]``.
 
     With one state the keys/values are expanded (views, no copies).
@@ -100,8 +105,8 @@ def batch_prefix(states: Sequence[PrefixState], rows: torch.Tensor, config: obje
     slots = torch.arange(width, device=rows.device)[None]
     mask = (slots >= width - lengths[:, None]).long()
     last = torch.cat([s.last_logits for s in states])[rows]
-    leads = [s.lead_logits for s in states]
-    lead = torch.cat(leads)[rows] if all(x is not None for x in leads) else None
+    leads = [s.lead_logits for s in states if s.lead_logits is not None]
+    lead = torch.cat(leads)[rows] if len(leads) == len(states) else None
     return BatchPrefix(DynamicCache(ddp_cache_data=data, config=config), mask, lengths, last, lead)
 
 
@@ -183,7 +188,8 @@ def greedy_with_prefix(
     Returns the new tokens ``(B, T)``."""
     out = forward_with_prefix(model, embeds, rest_mask, lead_cols, prefix, logits_to_keep=1)
     empty = rest_mask.sum(1) == 0  # only a BOS: the prefix predicts the first token
-    logits = torch.where(empty[:, None], prefix.last_logits, out.logits[:, -1])
+    last = cast(torch.Tensor, out.logits)[:, -1]  # (B, V); forward_with_prefix sets logits
+    logits = torch.where(empty[:, None], prefix.last_logits, last)
     mask = torch.cat([prefix.mask, rest_mask], 1)
     position = prefix.lengths + rest_mask.sum(1)  # (B,) the next token's position
     eos_ids = torch.tensor([eos] if isinstance(eos, int) else (eos or []), device=mask.device)

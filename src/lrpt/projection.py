@@ -37,11 +37,16 @@ Algorithm (all integer arithmetic modulo 2**64):
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
 import torch
+
+from lrpt.fingerprint import tensor_fingerprint
+
+# SHA-256 of a tensor's little-endian float32 bytes (row-major): the fingerprint ``extra_state``
+# records of a regenerated projection
+projection_fingerprint = tensor_fingerprint
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MUL1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -113,12 +118,6 @@ def latent_matrix(seed: int, rows: int, cols: int) -> torch.Tensor:
     total = top.sum(axis=1) - 6 * 2**24  # exact integers, |total| ≤ 6·2**24
     values = total.astype(np.float64).astype(np.float32) * np.float32(2.0**-24)
     return torch.from_numpy(values.reshape(rows, cols))
-
-
-def projection_fingerprint(tensor: torch.Tensor) -> str:
-    """SHA-256 hex digest of ``tensor``'s little-endian float32 bytes in row-major order."""
-    array = tensor.detach().to("cpu", torch.float32).contiguous().numpy()
-    return hashlib.sha256(array.astype("<f4").tobytes()).hexdigest()
 
 
 def check_fingerprint(tensor: torch.Tensor, expected: str, what: str = "projection") -> None:

@@ -17,6 +17,7 @@ from lrpt.app.data.metrics import is_regression
 from lrpt.app.data.tasks import TaskSpec, make_objective, parse_verbalizer, task_spec, unescape
 from lrpt.app.spec import DataSpec, RunSpec
 from lrpt.app.training.loop import Run, check_out, train
+from lrpt.family import Family
 from lrpt.methods import method_class
 
 # Input encoders of instance-dependent methods, and their output size k.
@@ -77,7 +78,7 @@ def prepare(spec: RunSpec, out: Path) -> Run:
     task = load_data(spec.data)
     num_labels = 1 if is_regression(task.metric) else len(task.labels)
     loaded = load_model(spec.model.name, family=spec.model.family, num_labels=num_labels)
-    if loaded.family != "encoder" and spec.training.head_lr is not None:
+    if loaded.family != Family.ENCODER and spec.training.head_lr is not None:
         raise ValueError(
             f"--head-lr is for encoder classifiers; {spec.model.name!r} is {loaded.family}"
         )

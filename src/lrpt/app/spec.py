@@ -41,9 +41,10 @@ from typing import Any
 from lrpt.app.data.datasets import METRICS, TASKS
 from lrpt.app.data.tasks import DEFAULT_MAX_INPUT_TOKENS, check_max_input_tokens
 from lrpt.app.training.loop import TrainConfig
+from lrpt.family import Family
 from lrpt.methods import METHODS, make_config
 
-TRAINABLE_FAMILIES = ("causal", "seq2seq", "encoder")
+TRAINABLE_FAMILIES = tuple(f.value for f in Family if f != Family.BASE)  # what a prompt trains on
 OBJECTIVES = ("classify", "generate")
 
 

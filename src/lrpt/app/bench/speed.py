@@ -35,6 +35,7 @@ import torch
 
 import lrpt
 from lrpt.bank import PromptBank
+from lrpt.family import Family
 from lrpt.methods.base import changes_input
 from lrpt.model import IGNORE
 
@@ -265,7 +266,7 @@ def run_speed(
     """Measure everything; return a JSON-able report."""
     torch.manual_seed(0)
     base = lrpt.load_model(model)
-    if base.family != "causal":
+    if base.family != Family.CAUSAL:
         raise ValueError(f"the speed benchmark needs a causal LM; {model!r} is {base.family}")
     texts, answers, _ = task_texts(task, batch_size)
     batch = train_batch(base.tokenizer, texts, answers)

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from lrpt.artifact import ModelRequired, export_peft, read_artifact
+from lrpt.family import Family
 
 FORMATS = ("peft",)
 
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         out = export_peft(args.path, args.out, model=model, tokenizer=tokenizer)
     files = ", ".join(sorted(p.name for p in Path(out).iterdir()))
     print(f"wrote PEFT prompt-tuning adapter {out} ({files})")
-    if meta["model"]["family"] == "causal":
+    if meta["model"]["family"] == Family.CAUSAL:
         print(
             "note: PEFT prepends the prompt before BOS; lrpt inserts it after BOS: outputs "
             "match on inputs tokenized without BOS (add_special_tokens=False)"

@@ -14,6 +14,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from lrpt.app.spec import TRAINABLE_FAMILIES
 from lrpt.methods import METHODS
 from lrpt.methods.base import config_fields
 
@@ -170,7 +171,7 @@ def add_family_argument(parser: argparse.ArgumentParser) -> None:
     """``--family`` of a trained prompt's model: checked against the artifact's."""
     parser.add_argument(
         "--family",
-        choices=("causal", "seq2seq", "encoder"),
+        choices=TRAINABLE_FAMILIES,
         default=None,
         help="the model's family when its config.json cannot tell (must match the artifact's)",
     )

@@ -40,9 +40,10 @@ import torch.nn.functional as F
 
 from lrpt.app.data.datasets import Example, TaskData, check_template
 from lrpt.app.data.metrics import classification_metrics, is_regression, regression_metrics
+from lrpt.family import Family
+from lrpt.labels import IGNORE
 
 OBJECTIVES = ("classify", "generate", "head")
-IGNORE = -100
 DEFAULT_MAX_INPUT_TOKENS = 256
 
 
@@ -146,7 +147,7 @@ def parse_verbalizer(text: str, labels: Sequence[str]) -> dict[str, str]:
 
 def default_objective(family: str, metric: str) -> str:
     """``head`` for encoders; ``generate`` for regression; ``classify`` otherwise."""
-    if family == "encoder":
+    if family == Family.ENCODER:
         return "head"
     return "generate" if is_regression(metric) else "classify"
 
@@ -162,12 +163,12 @@ def task_spec(
 ) -> TaskSpec:
     """The spec of ``task`` for a model of ``family``, with command-line overrides applied."""
     objective = objective or default_objective(family, task.metric)
-    if family == "encoder" and objective != "head":
+    if family == Family.ENCODER and objective != "head":
         raise ValueError(
             f"objective {objective!r} needs a causal or seq2seq LM; encoder classifiers train "
             "their classification head (objective 'head')"
         )
-    if family != "encoder" and objective == "head":
+    if family != Family.ENCODER and objective == "head":
         raise ValueError(f"objective 'head' needs an encoder classifier, not a {family} model")
     if objective == "classify" and is_regression(task.metric):
         raise ValueError(
@@ -261,7 +262,7 @@ class Objective:
         self.family = family
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.eos_id = tokenizer.eos_token_id
-        self.left = family == "causal"
+        self.left = family == Family.CAUSAL
 
     # encoding -------------------------------------------------------------------------------
     def collate(self, examples: Sequence[Example], *, golds: bool = True) -> Batch:
@@ -307,7 +308,7 @@ class Objective:
 
     def word_ids(self, word: str) -> list[int]:
         """Token ids of an answer ``word`` as it follows the template (no special tokens)."""
-        if self.family != "causal":
+        if self.family != Family.CAUSAL:
             return list(self.tok(word, add_special_tokens=False)["input_ids"])
         tail = self.spec.template.rsplit("}", 1)[-1] or "x"
         base = self.tok(tail, add_special_tokens=False)["input_ids"]
@@ -387,7 +388,7 @@ class ClassifyObjective(Objective):
         """``(N, W, V)`` logits predicting answer tokens 0..W-1 after each row."""
         device = device_of(model)
         W = self.width
-        if self.family == "causal":
+        if self.family == Family.CAUSAL:
             ids, mask = pad(rows, self.pad_id, left=True, tails=prefixes)
             out = model(ids.to(device), mask.to(device), texts=texts, logits_to_keep=W)
             return out.logits  # (N, W, V): the last W positions
@@ -442,7 +443,7 @@ class GenerateObjective(Objective):
         targets = [self.target_ids(g) for g in batch.golds]
         T = max(len(t) for t in targets)
         labels = torch.full((len(batch), T), IGNORE)
-        if self.family == "causal":  # targets end every left-padded row: keep T + 1 logits
+        if self.family == Family.CAUSAL:  # targets end every left-padded row: keep T + 1 logits
             rows = [r + t for r, t in zip(batch.rows, targets, strict=True)]
             ids, mask = pad(rows, self.pad_id, left=True)
             for i, t in enumerate(targets):
@@ -536,16 +537,16 @@ class HeadObjective(Objective):
 def make_objective(spec: TaskSpec, tokenizer: Any, family: str, config: Any = None) -> Objective:
     """The objective of ``spec`` for a model of ``family`` (``config``: the HF model config)."""
     if spec.objective == "head":
-        if family != "encoder":
+        if family != Family.ENCODER:
             raise ValueError(f"objective 'head' needs an encoder classifier, not a {family} model")
         return HeadObjective(spec, tokenizer, family, config)
-    if family == "encoder":
+    if family == Family.ENCODER:
         raise ValueError(
             f"objective {spec.objective!r} needs a causal or seq2seq LM, not an encoder"
         )
     if spec.objective == "generate":
         return GenerateObjective(spec, tokenizer, family)
     start = getattr(config, "decoder_start_token_id", None)
-    if family == "seq2seq" and start is None:
+    if family == Family.SEQ2SEQ and start is None:
         raise ValueError("the seq2seq model's config has no decoder_start_token_id")
     return ClassifyObjective(spec, tokenizer, family, start)

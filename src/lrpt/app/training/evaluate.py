@@ -19,6 +19,7 @@ from transformers import PreTrainedModel
 
 from lrpt.app.data.datasets import Example
 from lrpt.app.data.tasks import Objective, Runnable
+from lrpt.family import Family
 
 SUBSET_SEED = 0
 
@@ -35,7 +36,7 @@ class Unprompted(nn.Module):
 
     def __init__(self, model: PreTrainedModel, family: str) -> None:
         super().__init__()
-        if family == "encoder":
+        if family == Family.ENCODER:
             raise ValueError("an encoder classifier has no zero-shot baseline (its head is new)")
         self.model = model
         self.family = family
@@ -52,7 +53,7 @@ class Unprompted(nn.Module):
     ) -> Any:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        if self.family == "causal":
+        if self.family == Family.CAUSAL:
             kwargs["position_ids"] = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
             if logits_to_keep:
                 kwargs["logits_to_keep"] = logits_to_keep
@@ -69,7 +70,7 @@ class Unprompted(nn.Module):
         **kwargs: Any,
     ) -> torch.Tensor:
         out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        return out[:, input_ids.shape[1] :] if self.family == "causal" else out
+        return out[:, input_ids.shape[1] :] if self.family == Family.CAUSAL else out
 
 
 def subset(examples: Sequence[Example], limit: int | None) -> list[Example]:

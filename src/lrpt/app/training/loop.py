@@ -26,11 +26,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import pickle
 import random
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,7 +43,8 @@ from tqdm import tqdm
 from lrpt.app.data.datasets import Example, TaskData
 from lrpt.app.data.tasks import Objective
 from lrpt.app.training.evaluate import Unprompted, evaluate, subset
-from lrpt.fileio import atomic_write_text, fsync_dir
+from lrpt.family import Family
+from lrpt.fileio import atomic_write, atomic_write_text
 from lrpt.methods import method_class
 from lrpt.model import PromptedModel
 
@@ -259,17 +258,7 @@ def train_mode(pm: PromptedModel) -> None:
 
 def write_atomic(path: Path, write: Any) -> None:
     """Call ``write(tmp_path)``, fsync, and rename onto ``path`` (never a half-written file)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    fsync_dir(path.parent)
+    atomic_write(path, write)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -513,7 +502,7 @@ def zero_shot_test(
     run: Run, test: Sequence[Example], progress: bool, timing: dict[str, float]
 ) -> tuple[dict[str, float] | None, str | None]:
     """The frozen model with the same template and no prompt on ``test``; or None and why."""
-    if run.pm.family == "encoder":
+    if run.pm.family == Family.ENCODER:
         return (
             None,
             "an encoder classifier's head is newly initialised: there is no zero-shot model",
