@@ -11,7 +11,9 @@ configs with a fixed seed, and use a byte-level tokenizer built in code, so they
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,12 +50,14 @@ TINY_DIM = 64
 
 @dataclass
 class LoadedModel:
-    """A frozen base model with its tokenizer, family and a name for artifacts."""
+    """A frozen base model with its tokenizer, family and a name for artifacts (and, for a
+    model from the Hub, the commit it was loaded at)."""
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     family: Family
     name: str
+    revision: str | None = None
 
 
 def byte_tokenizer(specials: list[str], template: str, pair: str) -> Tokenizer:
@@ -142,9 +146,18 @@ def model_keys() -> dict[str, str]:
 
 
 def load_model(
-    key_or_path: str | os.PathLike, *, family: str | None = None, num_labels: int = 2
+    key_or_path: str | os.PathLike,
+    *,
+    family: str | None = None,
+    num_labels: int = 2,
+    revision: str | None = None,
 ) -> LoadedModel:
-    """Load a frozen base model by key (see :func:`model_keys`) or from a local HF directory.
+    """Load a frozen base model by key (see :func:`model_keys`), from a local HF directory, or
+    by Hub id (``owner/name``, at ``revision``: a branch, tag or commit; default ``main``).
+
+    A Hub id is looked up in the standard Hub cache (``HF_HUB_CACHE``, else ``HF_HOME/hub``)
+    first and downloaded only when it is not there and ``HF_HUB_OFFLINE`` is not set; the
+    loaded model's ``revision`` is the commit it was loaded at.
 
     ``family`` (a :class:`Family` or its value) chooses the model class; by default the key's
     first family, or the one a local directory's ``config.json`` tells.
@@ -170,13 +183,75 @@ def load_model(
         model, tok = load_pretrained(key, family=family, num_labels=num_labels)
         return LoadedModel(model.eval(), tok, Family(family or _infer_family(model.config)), key)
     path = Path(key).expanduser()
-    if not path.exists():
-        known = ", ".join(model_keys())
+    chosen = Family(family) if family is not None else None
+    if path.exists():
+        if revision is not None:
+            raise ValueError(f"revision {revision!r} is for Hub ids; {key!r} is a local directory")
+        return _load_local(path, chosen, num_labels)
+    if HUB_ID.fullmatch(key):
+        snapshot = hub_snapshot(key, revision)
+        loaded = _load_local(snapshot, chosen, num_labels)
+        return dataclasses.replace(loaded, name=key, revision=snapshot.name)
+    known = ", ".join(model_keys())
+    raise ValueError(
+        f"unknown model {key!r}: tried the built-in keys ({known}) and a local directory "
+        f"{str(path.resolve())!r}, which does not exist (a Hub id is owner/name)"
+    )
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+
+
+def hub_cache() -> Path:
+    """The Hub cache directory, read from the environment when called."""
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "hub"
+    return Path(constants.HF_HUB_CACHE)
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` is set (to anything but 0/false/no/off)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in (
+        "",
+        "0",
+        "false",
+        "no",
+        "off",
+    )
+
+
+def hub_snapshot(repo_id: str, revision: str | None) -> Path:
+    """The local snapshot directory of ``repo_id`` at ``revision`` (from the cache, or
+    downloaded when allowed); a one-line ValueError naming the id and the cache otherwise."""
+    from huggingface_hub import snapshot_download
+
+    cache, offline = hub_cache(), hub_offline()
+    wanted = f"{repo_id!r} at revision {revision or 'main'!r}"
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, cache_dir=cache,
+                                      local_files_only=True))  # fmt: skip
+    except (OSError, ValueError) as err:
+        if offline:
+            raise ValueError(
+                f"model {wanted} is not in the Hub cache {str(cache)!r} and HF_HUB_OFFLINE is "
+                f"set ({type(err).__name__})"
+            ) from None
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, cache_dir=cache,
+                                      allow_patterns=HUB_FILES))  # fmt: skip
+    except (OSError, ValueError) as err:
         raise ValueError(
-            f"unknown model {key!r}: tried the built-in keys ({known}) and a local directory "
-            f"{str(path.resolve())!r}, which does not exist"
-        )
-    return _load_local(path, Family(family) if family is not None else None, num_labels)
+            f"model {wanted} is not in the Hub cache {str(cache)!r} and could not be "
+            f"downloaded: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from None
+
+
+# what a model needs from a Hub repository: config, weights, tokenizer (no other formats)
+HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
 
 
 def _infer_family(config: object) -> Family:

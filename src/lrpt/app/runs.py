@@ -77,7 +77,10 @@ def prepare(spec: RunSpec, out: Path) -> Run:
 
     task = load_data(spec.data)
     num_labels = 1 if is_regression(task.metric) else len(task.labels)
-    loaded = load_model(spec.model.name, family=spec.model.family, num_labels=num_labels)
+    loaded = load_model(
+        spec.model.name, family=spec.model.family, num_labels=num_labels,
+        revision=spec.model.revision,
+    )  # fmt: skip
     if loaded.family != Family.ENCODER and spec.training.head_lr is not None:
         raise ValueError(
             f"--head-lr is for encoder classifiers; {spec.model.name!r} is {loaded.family}"
@@ -94,6 +97,8 @@ def prepare(spec: RunSpec, out: Path) -> Run:
         seed=spec.training.seed, **spec.method.options,
     )  # fmt: skip
     model = {"name": model_source(spec.model.name), "family": loaded.family, "encoder": encoder_key}
+    if loaded.revision is not None:
+        model["revision"] = loaded.revision
     return Run(pm, objective, task, spec.training, out, model)
 
 
@@ -110,11 +115,10 @@ def train_spec(
     path = Path(where).expanduser()
     check_out(path, resume)  # fail before loading anything
     run = prepare(spec, path)
-    recorded = dataclasses.replace(
-        spec,
-        model=dataclasses.replace(spec.model, name=run.model["name"]),
-        out=str(path),
+    model = dataclasses.replace(
+        spec.model, name=run.model["name"], revision=run.model.get("revision", spec.model.revision)
     )
+    recorded = dataclasses.replace(spec, model=model, out=str(path))
     return train(run, resume=resume, progress=progress, spec=recorded.to_dict())
 
 
@@ -157,8 +161,9 @@ def load_trained(
             f"{trained_on} model"
         )
     source = model or meta["model"]["name"]
+    revision = None if model else meta["model"].get("revision")
     num_labels = 1 if spec.regression else len(spec.labels)
-    loaded = load_model(source, family=trained_on, num_labels=num_labels)
+    loaded = load_model(source, family=trained_on, num_labels=num_labels, revision=revision)
     recorded = (meta.get("encoder") or {}).get("name")
     enc, _ = load_encoder(meta["method"], source, encoder or recorded)
     pm = load_prompt(path, loaded.model, loaded.tokenizer, encoder=enc)

@@ -85,6 +85,12 @@ class ModelSpec:
             metavar="KEY_OR_PATH",
         )
     )
+    revision: str | None = field(
+        default=None,
+        metadata=describe(
+            "a Hub id's branch, tag or commit (default main); recorded as the commit loaded"
+        ),
+    )
     family: str | None = field(
         default=None,
         metadata=describe(

@@ -24,6 +24,7 @@ from lrpt.artifact.schema import (
     FORMAT_VERSION,
     IDENTITY_KEYS,
     JSON_NAME,
+    OPTIONAL_IDENTITY_KEYS,
     TENSORS_NAME,
     TOP_KEYS,
     tensor_specs,
@@ -136,6 +137,8 @@ def read_artifact(path: str | os.PathLike) -> dict[str, Any]:
         )
     _check_types(where, meta, TOP_KEYS)
     _check_types(f"{where} model", meta["model"], IDENTITY_KEYS)
+    optional = {k: v for k, v in OPTIONAL_IDENTITY_KEYS.items() if k in meta["model"]}
+    _check_types(f"{where} model", meta["model"], optional)
     if meta["encoder"] is not None:
         _check_types(f"{where} encoder", meta["encoder"], IDENTITY_KEYS)
     _check_tensor_list(where, meta["tensors"])

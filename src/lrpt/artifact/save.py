@@ -61,6 +61,7 @@ def save_prompt(
     overwrite: bool = False,
     init_seed: int | None = None,
     encoder_name: str | None = None,
+    model_revision: str | None = None,
 ) -> Path:
     """Save ``pm``'s trainable tensors and everything needed to rebuild it as a directory.
 
@@ -75,6 +76,8 @@ def save_prompt(
             recorded on it); frozen tensors derived from it are checked to regenerate before
             anything is written.
         encoder_name: the input encoder's key, recorded for instance-dependent methods.
+        model_revision: the Hub commit the base model was loaded at, recorded as the model
+            identity's ``revision`` (a model from the Hub only).
 
     Returns:
         ``Path(path)``.
@@ -97,10 +100,13 @@ def save_prompt(
     encoder = None
     if not method.static and pm.encoder is not None:
         encoder = encoder_identity(pm.encoder, encoder_name)
+    model = model_identity(pm.model, model_name)
+    if model_revision is not None:
+        model["revision"] = model_revision
     meta = metadata(
         method,
         init_seed=init_seed,
-        model=model_identity(pm.model, model_name),
+        model=model,
         encoder=encoder,
         tensors=tensors,
         training=training,

@@ -24,6 +24,8 @@ IDENTITY_KEYS: dict[str, type | tuple[type, ...]] = {
     "vocab_size": int,
     "embedding_sha256": str,
 }
+# optional keys of the model identity: the Hub commit of a model loaded by Hub id
+OPTIONAL_IDENTITY_KEYS: dict[str, type | tuple[type, ...]] = {"revision": str}
 TOP_KEYS: dict[str, type | tuple[type, ...]] = {
     "format_version": int,
     "method": str,

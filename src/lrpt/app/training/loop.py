@@ -536,4 +536,5 @@ def save_artifact(run: Run, state: RunState, test_metrics: dict[str, float] | No
         overwrite=True,
         init_seed=run.init_seed if run.init_seed is not None else run.cfg.seed,
         encoder_name=run.model.get("encoder"),
+        model_revision=run.model.get("revision"),
     )
