@@ -40,6 +40,7 @@ from transformers import (
 )
 
 from lrpt.family import Family
+from lrpt.placement import resolve_device, resolve_dtype
 
 FAMILIES = tuple(Family)
 TINY_SEED = 1234
@@ -142,16 +143,32 @@ def model_keys() -> dict[str, str]:
 
 
 def load_model(
-    key_or_path: str | os.PathLike, *, family: str | None = None, num_labels: int = 2
+    key_or_path: str | os.PathLike,
+    *,
+    family: str | None = None,
+    num_labels: int = 2,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
 ) -> LoadedModel:
     """Load a frozen base model by key (see :func:`model_keys`) or from a local HF directory.
 
     ``family`` (a :class:`Family` or its value) chooses the model class; by default the key's
     first family, or the one a local directory's ``config.json`` tells.
 
+    ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``; see :mod:`lrpt.placement`) and
+    ``dtype`` (``auto``, ``float32``, ``bfloat16``, ``float16``) place the loaded model; None
+    leaves it as loaded: on the CPU in float32. Only parameters are cast: float buffers (e.g.
+    rotary frequencies) stay float32.
+
     Raises:
-        ValueError: unknown key, missing path, a family the model cannot be, or num_labels < 1.
+        ValueError: unknown key, missing path, a family the model cannot be, num_labels < 1, or
+            a device this machine does not have.
     """
+    if device is not None or dtype is not None:  # fail before loading anything
+        where = resolve_device(device)
+        precision = resolve_dtype(dtype, where)
+        loaded = load_model(key_or_path, family=family, num_labels=num_labels)
+        return place(loaded, where, precision)
     if family is not None and family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}; got {family!r}")
     if num_labels < 1:
@@ -177,6 +194,17 @@ def load_model(
             f"{str(path.resolve())!r}, which does not exist"
         )
     return _load_local(path, Family(family) if family is not None else None, num_labels)
+
+
+def place(loaded: LoadedModel, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    """``loaded`` with its model moved to ``device`` and its floating parameters cast to
+    ``dtype`` (buffers keep their dtype); in place, returned for convenience."""
+    model: torch.nn.Module = loaded.model
+    model.to(device)
+    for param in model.parameters():
+        if param.is_floating_point() and param.dtype != dtype:
+            param.data = param.data.to(dtype)
+    return loaded
 
 
 def _infer_family(config: object) -> Family:

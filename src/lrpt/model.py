@@ -11,11 +11,17 @@ padding alike (real tokens must be contiguous). Prompt rows get attention mask 1
 token type 0; causal position ids are recomputed from the new mask so left padding stays correct.
 Logits of causal models are returned at the *input* positions (prompt rows removed), so
 ``logits[b, j]`` always belongs to ``input_ids[b, j]``.
+
+Precision: the frozen model may be float32, bfloat16 or float16 on any device; the method's
+tensors stay float32 (master weights) and the prompt rows and input updates are cast to the
+embeddings' dtype where they enter the model. An encoder classifier's trainable head is kept in
+float32 on a half-precision base (:func:`keep_head_float32`).
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +46,7 @@ SHARED = "shared prefix: [BOS] + prompt runs once per batch (training) or once p
 
 log = logging.getLogger(__name__)
 _warned: set[str] = set()  # reasons already logged in this process
+_float32_heads: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # see keep_head_float32
 
 
 class InputEncoder(nn.Module):
@@ -162,6 +169,8 @@ class PromptedModel(nn.Module):
         self._prefix_cache: dict[bool, tuple[tuple, PrefixState]] = {}
         for param in self.head_parameters():
             param.requires_grad_(True)
+        if self.family == Family.ENCODER and embedding_weight(model).dtype != torch.float32:
+            keep_head_float32(model)
 
     # ----------------------------------------------------------------- parameters
     def head_parameters(self) -> list[nn.Parameter]:
@@ -511,6 +520,30 @@ class PromptedModel(nn.Module):
         )  # fmt: skip
 
 
+def keep_head_float32(model: PreTrainedModel) -> None:
+    """Keep an encoder classifier's head (the modules outside its base model, which train) in
+    float32 on a half-precision base: its weights are master weights like the prompt's, and what
+    enters it is cast to float32, so its logits are float32 too. Idempotent."""
+    base = model.base_model
+    for module in model.children():
+        if module is base or next(module.parameters(), None) is None:
+            continue
+        module.float()
+        if module not in _float32_heads:
+            module.register_forward_pre_hook(_float32_inputs, with_kwargs=True)
+            _float32_heads.add(module)
+
+
+def _float32_inputs(
+    module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def cast(value: Any) -> Any:
+        is_float = isinstance(value, torch.Tensor) and value.is_floating_point()
+        return value.float() if is_float else value
+
+    return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+
+
 def _version(tensor: torch.Tensor) -> int:
     """The tensor's in-place modification counter; −1 for inference tensors, which have none
     (and cannot be modified outside inference mode)."""
@@ -547,18 +580,28 @@ def build_method(
     *,
     encoder: InputEncoder | None = None,
     seed: int = 0,
+    embedding_dtype: torch.dtype | None = None,
     **options: Any,
 ) -> PromptMethod:
     """Build and initialise method ``key`` for ``model`` (initialisation seeded by ``seed``,
-    which the method records as its ``init_seed``)."""
+    which the method records as its ``init_seed``).
+
+    The method is built and initialised on the CPU in float32 with a CPU generator (the same
+    seed gives the same tensors on every device), then moved to the model's device; its
+    tensors stay float32 whatever the model's dtype. ``embedding_dtype``: see
+    :class:`~lrpt.methods.InitContext`.
+    """
     cls = method_class(key)
-    method = cls(make_config(key, **options), model_dims(model, encoder))
+    with torch.device("cpu"):
+        method = cls(make_config(key, **options), model_dims(model, encoder))
     ctx = InitContext(
         embedding=model.get_input_embeddings(),
-        generator=torch.Generator().manual_seed(seed),
+        generator=torch.Generator(device="cpu").manual_seed(seed),
         tokenizer=tokenizer,
+        embedding_dtype=embedding_dtype,
     )
-    method.init_weights(ctx)  # records seed as method.init_seed
+    with torch.device("cpu"):
+        method.init_weights(ctx)  # records seed as method.init_seed
     return method.to(ctx.weight.device)
 
 
