@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from lrpt.cache_api import prefix_support
+from lrpt.checkpointing import checkpointed_layers
 from lrpt.family import Family
 from lrpt.labels import IGNORE
 from lrpt.methods import InitContext, ModelDims, PromptMethod, make_config, method_class
@@ -130,6 +132,9 @@ class PromptedModel(nn.Module):
         share_prefix: for static methods on causal LMs, run ``[BOS] + prompt`` once per batch
             (training) or once per task (inference) and share its keys/values across rows
             (see :mod:`lrpt.prefix`); ``False`` runs the prompt with every row.
+        gradient_checkpointing: when gradients are enabled, recompute the frozen model's layer
+            activations in the backward pass instead of keeping them (the per-row pass only;
+            a shared prefix still runs once per batch, see :mod:`lrpt.checkpointing`).
 
     Raises:
         ValueError: embedding-size mismatch, or an instance-dependent method without encoder.
@@ -143,6 +148,7 @@ class PromptedModel(nn.Module):
         *,
         encoder: InputEncoder | None = None,
         share_prefix: bool = True,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         d = embedding_weight(model).shape[1]
@@ -166,6 +172,7 @@ class PromptedModel(nn.Module):
         self.family = family_of(model)
         self.lead_id = lead_token_id(tokenizer)
         self.share_prefix = share_prefix
+        self.gradient_checkpointing = gradient_checkpointing
         self._prefix_cache: dict[bool, tuple[tuple, PrefixState]] = {}
         for param in self.head_parameters():
             param.requires_grad_(True)
@@ -378,10 +385,11 @@ class PromptedModel(nn.Module):
             if rest is not None:
                 rows = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
                 prefix = batch_prefix([self.prefix_state(rest.with_lead)], rows, self.model.config)
-                return forward_with_prefix(
-                    self.model, rest.embeds, rest.rest_mask, rest.lead_cols, prefix, rest.labels,
-                    logits_to_keep,
-                )  # fmt: skip
+                with self._checkpointing():
+                    return forward_with_prefix(
+                        self.model, rest.embeds, rest.rest_mask, rest.lead_cols, prefix,
+                        rest.labels, logits_to_keep,
+                    )  # fmt: skip
         ins = self.insert(
             input_ids, attention_mask, labels, texts=texts, token_type_ids=token_type_ids
         )
@@ -393,11 +401,19 @@ class PromptedModel(nn.Module):
             kwargs["position_ids"] = ins.position_ids
             if logits_to_keep:
                 kwargs["logits_to_keep"] = logits_to_keep
-        out = self.model(**kwargs)
+        with self._checkpointing():
+            out = self.model(**kwargs)
         if self.family == Family.CAUSAL and not logits_to_keep:
             index = ins.token_positions[..., None].expand(-1, -1, out.logits.shape[-1])
             out.logits = out.logits.gather(1, index)  # (B, L, V): input positions only
         return out
+
+    def _checkpointing(self) -> AbstractContextManager[None]:
+        """The frozen model's layers under gradient checkpointing, when it is on and gradients
+        are enabled; else nothing."""
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return checkpointed_layers(self.model)
+        return nullcontext()
 
     # ----------------------------------------------------------------- shared prefix
     def shares_prefix(self) -> bool:
@@ -613,8 +629,12 @@ def prompt_model(
     encoder: InputEncoder | None = None,
     seed: int = 0,
     share_prefix: bool = True,
+    gradient_checkpointing: bool = False,
     **options: Any,
 ) -> PromptedModel:
     """Attach a new method ``key`` (config from ``options``) to a frozen ``model``."""
     method = build_method(key, model, tokenizer, encoder=encoder, seed=seed, **options)
-    return PromptedModel(model, tokenizer, method, encoder=encoder, share_prefix=share_prefix)
+    return PromptedModel(
+        model, tokenizer, method, encoder=encoder, share_prefix=share_prefix,
+        gradient_checkpointing=gradient_checkpointing,
+    )  # fmt: skip
