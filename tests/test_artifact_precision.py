@@ -93,3 +93,19 @@ def test_other_embeddings_are_caught_at_the_stored_precision(tmp_path) -> None:
         other.model.get_input_embeddings().weight.mul_(1.01)  # changes the bf16 rounding too
     with pytest.raises(ModelMismatch, match=r"embedding_sha256: .* rounded to bfloat16"):
         lrpt.load_prompt(path, other.model, other.tokenizer)
+
+
+@pytest.mark.cuda
+def test_an_artifact_moves_between_devices(tmp_path) -> None:
+    """Saved from the CPU, loaded on CUDA, saved there and loaded back: the same tensors."""
+    cpu = tiny("causal")
+    pm = _trained(cpu, "ulpt", num_tokens=4)
+    first = lrpt.save_prompt(pm, tmp_path / "cpu", model_name="tiny-llama")
+    gpu = place(tiny("causal"), torch.device("cuda"), torch.float32)
+    on_gpu = lrpt.load_prompt(first, gpu.model, gpu.tokenizer)
+    assert {p.device.type for p in on_gpu.method.parameters()} == {"cuda"}
+    assert torch.equal(on_gpu.method.latent.cpu(), pm.method.latent)
+    second = lrpt.save_prompt(on_gpu, tmp_path / "gpu", model_name="tiny-llama")
+    back = lrpt.load_prompt(second, cpu.model, cpu.tokenizer)
+    assert torch.equal(back.method.latent, pm.method.latent)
+    assert lrpt.read_artifact(second)["model"] == lrpt.read_artifact(first)["model"]

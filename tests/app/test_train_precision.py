@@ -172,3 +172,20 @@ def test_place_moves_and_casts_in_place() -> None:
     model = loaded.model
     assert place(loaded, CPU, torch.float16).model is model
     assert model.get_input_embeddings().weight.dtype is torch.float16
+
+
+@pytest.mark.cuda
+def test_cuda_bf16_run_records_its_placement_and_loads_on_the_cpu(tmp_path: Path, capsys) -> None:
+    from lrpt.app.training.memory import CUDA
+
+    out = tmp_path / "gpu"
+    assert main(_cli(out, "--device", "cuda", "--dtype", "bfloat16")) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["device"] == "cuda:0" and results["dtype"] == "bfloat16"
+    assert results["step_peak_memory"]["measure"] == CUDA
+    assert results["step_peak_memory"]["mb"] > 0  # CUDA counts every tensor a step allocates
+    capsys.readouterr()
+    prompt, data = str(out / "prompt"), str(FIXTURES / "topics.jsonl")
+    argv = ["eval", "--prompt", prompt, "--data", data, "--json", "--device", "cpu"]
+    assert main([*argv, "--dtype", "float32"]) == 0
+    assert json.loads(capsys.readouterr().out)["examples"] > 0
