@@ -6,11 +6,22 @@ import copy
 import functools
 
 import pytest
+import torch
 
 import lrpt
 from lrpt.model import InputEncoder
 
 TINY = {"causal": "tiny-llama", "seq2seq": "tiny-t5", "encoder": "tiny-bert"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` skip cleanly on a machine without a CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; torch.cuda.is_available() is False")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
 
 
 @functools.cache

@@ -121,3 +121,50 @@ def test_prompt_built_in_inference_mode_is_served() -> None:
         batch = loaded.tokenizer(TEXTS, return_tensors="pt", padding=True)
         first = pm(**batch, logits_to_keep=1).logits
         assert pm(**batch, logits_to_keep=1).logits.equal(first)
+
+
+# --------------------------------------------------------------------------- bfloat16
+# bf16 keeps 8 significant bits: unit roundoff u = 2**-8 ≈ 3.9e-3. The shared and naive paths
+# compute the same sums in other shapes and orders (the prefix runs alone, its keys are
+# concatenated), so each rounds differently. Tolerances, with the largest differences measured
+# on these tiny models over all static methods and both padding sides in brackets:
+# * logits (|logit| < 1 here): 2.5 ulps at magnitude 1, atol 1e-2 [3.9e-3 = 1 ulp];
+# * the loss, a float32 mean of cross-entropies over many tokens whose rounding errors partly
+#   cancel: relative 1e-3 = u / 4 [4.9e-5];
+# * gradients, accumulated through the bf16 backward of every layer: relative 3e-2 ≈ 8 u
+#   [9.9e-3], still far below the gap to a wrong gradient (relative difference ~1).
+BF16_LOGITS_ATOL = 1e-2
+BF16_LOSS_RTOL = 1e-3
+BF16_GRAD_RTOL = 3e-2
+
+
+def _prompted_bf16(key: str) -> lrpt.PromptedModel:
+    from lrpt.base_models import place
+
+    pm = _prompted(key)
+    place(lrpt.LoadedModel(pm.model, pm.tokenizer, lrpt.Family.CAUSAL, "tiny-llama"),
+          torch.device("cpu"), torch.bfloat16)  # fmt: skip
+    return pm
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("key", STATIC)
+def test_shared_prefix_equals_naive_in_bf16(key: str, side: str) -> None:
+    pm = _prompted_bf16(key)
+    assert pm.shares_prefix()
+    assert {p.dtype for p in pm.method.parameters()} == {torch.float32}  # master weights
+    batch = _batch(pm, side)
+    loss_s, logits_s, grads_s = _loss_and_grads(pm, batch, share=True)
+    loss_n, logits_n, grads_n = _loss_and_grads(pm, batch, share=False)
+    assert logits_s.dtype == logits_n.dtype == torch.bfloat16
+    assert loss_s.dtype == torch.float32  # the loss is taken in float32
+    assert abs(loss_s - loss_n) <= BF16_LOSS_RTOL * abs(loss_n)
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(
+        logits_s[real].float(), logits_n[real].float(), rtol=0, atol=BF16_LOGITS_ATOL
+    )
+    assert grads_s.keys() == grads_n.keys() and grads_s
+    for name, grad in grads_n.items():
+        assert grad.dtype == torch.float32 and grad.norm() > 0, name
+        rel = (grads_s[name] - grad).norm() / grad.norm()
+        assert rel <= BF16_GRAD_RTOL, f"{key}.{name}: relative gradient difference {rel:.2e}"

@@ -42,6 +42,7 @@ from transformers import (
 )
 
 from lrpt.family import Family
+from lrpt.placement import resolve_device, resolve_dtype
 
 FAMILIES = tuple(Family)
 TINY_SEED = 1234
@@ -151,6 +152,8 @@ def load_model(
     family: str | None = None,
     num_labels: int = 2,
     revision: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
 ) -> LoadedModel:
     """Load a frozen base model by key (see :func:`model_keys`), from a local HF directory, or
     by Hub id (``owner/name``, at ``revision``: a branch, tag or commit; default ``main``).
@@ -162,9 +165,20 @@ def load_model(
     ``family`` (a :class:`Family` or its value) chooses the model class; by default the key's
     first family, or the one a local directory's ``config.json`` tells.
 
+    ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``; see :mod:`lrpt.placement`) and
+    ``dtype`` (``auto``, ``float32``, ``bfloat16``, ``float16``) place the loaded model; None
+    leaves it as loaded: on the CPU in float32. Only parameters are cast: float buffers (e.g.
+    rotary frequencies) stay float32.
+
     Raises:
-        ValueError: unknown key, missing path, a family the model cannot be, or num_labels < 1.
+        ValueError: unknown key, missing path, a family the model cannot be, num_labels < 1, or
+            a device this machine does not have.
     """
+    if device is not None or dtype is not None:  # fail before loading anything
+        where = resolve_device(device)
+        precision = resolve_dtype(dtype, where)
+        loaded = load_model(key_or_path, family=family, num_labels=num_labels, revision=revision)
+        return place(loaded, where, precision)
     if family is not None and family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}; got {family!r}")
     if num_labels < 1:
@@ -252,6 +266,17 @@ def hub_snapshot(repo_id: str, revision: str | None) -> Path:
 
 # what a model needs from a Hub repository: config, weights, tokenizer (no other formats)
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
+
+
+def place(loaded: LoadedModel, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    """``loaded`` with its model moved to ``device`` and its floating parameters cast to
+    ``dtype`` (buffers keep their dtype); in place, returned for convenience."""
+    model: torch.nn.Module = loaded.model
+    model.to(device)
+    for param in model.parameters():
+        if param.is_floating_point() and param.dtype != dtype:
+            param.data = param.data.to(dtype)
+    return loaded
 
 
 def _infer_family(config: object) -> Family:

@@ -11,12 +11,19 @@ padding alike (real tokens must be contiguous). Prompt rows get attention mask 1
 token type 0; causal position ids are recomputed from the new mask so left padding stays correct.
 Logits of causal models are returned at the *input* positions (prompt rows removed), so
 ``logits[b, j]`` always belongs to ``input_ids[b, j]``.
+
+Precision: the frozen model may be float32, bfloat16 or float16 on any device; the method's
+tensors stay float32 (master weights) and the prompt rows and input updates are cast to the
+embeddings' dtype where they enter the model. An encoder classifier's trainable head is kept in
+float32 on a half-precision base (:func:`keep_head_float32`).
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +32,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from lrpt.cache_api import prefix_support
+from lrpt.checkpointing import checkpointed_layers
 from lrpt.family import Family
 from lrpt.labels import IGNORE
 from lrpt.methods import InitContext, ModelDims, PromptMethod, make_config, method_class
@@ -40,6 +48,7 @@ SHARED = "shared prefix: [BOS] + prompt runs once per batch (training) or once p
 
 log = logging.getLogger(__name__)
 _warned: set[str] = set()  # reasons already logged in this process
+_float32_heads: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # see keep_head_float32
 
 
 class InputEncoder(nn.Module):
@@ -123,6 +132,9 @@ class PromptedModel(nn.Module):
         share_prefix: for static methods on causal LMs, run ``[BOS] + prompt`` once per batch
             (training) or once per task (inference) and share its keys/values across rows
             (see :mod:`lrpt.prefix`); ``False`` runs the prompt with every row.
+        gradient_checkpointing: when gradients are enabled, recompute the frozen model's layer
+            activations in the backward pass instead of keeping them (the per-row pass only;
+            a shared prefix still runs once per batch, see :mod:`lrpt.checkpointing`).
 
     Raises:
         ValueError: embedding-size mismatch, or an instance-dependent method without encoder.
@@ -136,6 +148,7 @@ class PromptedModel(nn.Module):
         *,
         encoder: InputEncoder | None = None,
         share_prefix: bool = True,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         d = embedding_weight(model).shape[1]
@@ -159,9 +172,12 @@ class PromptedModel(nn.Module):
         self.family = family_of(model)
         self.lead_id = lead_token_id(tokenizer)
         self.share_prefix = share_prefix
+        self.gradient_checkpointing = gradient_checkpointing
         self._prefix_cache: dict[bool, tuple[tuple, PrefixState]] = {}
         for param in self.head_parameters():
             param.requires_grad_(True)
+        if self.family == Family.ENCODER and embedding_weight(model).dtype != torch.float32:
+            keep_head_float32(model)
 
     # ----------------------------------------------------------------- parameters
     def head_parameters(self) -> list[nn.Parameter]:
@@ -369,10 +385,11 @@ class PromptedModel(nn.Module):
             if rest is not None:
                 rows = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
                 prefix = batch_prefix([self.prefix_state(rest.with_lead)], rows, self.model.config)
-                return forward_with_prefix(
-                    self.model, rest.embeds, rest.rest_mask, rest.lead_cols, prefix, rest.labels,
-                    logits_to_keep,
-                )  # fmt: skip
+                with self._checkpointing():
+                    return forward_with_prefix(
+                        self.model, rest.embeds, rest.rest_mask, rest.lead_cols, prefix,
+                        rest.labels, logits_to_keep,
+                    )  # fmt: skip
         ins = self.insert(
             input_ids, attention_mask, labels, texts=texts, token_type_ids=token_type_ids
         )
@@ -384,11 +401,19 @@ class PromptedModel(nn.Module):
             kwargs["position_ids"] = ins.position_ids
             if logits_to_keep:
                 kwargs["logits_to_keep"] = logits_to_keep
-        out = self.model(**kwargs)
+        with self._checkpointing():
+            out = self.model(**kwargs)
         if self.family == Family.CAUSAL and not logits_to_keep:
             index = ins.token_positions[..., None].expand(-1, -1, out.logits.shape[-1])
             out.logits = out.logits.gather(1, index)  # (B, L, V): input positions only
         return out
+
+    def _checkpointing(self) -> AbstractContextManager[None]:
+        """The frozen model's layers under gradient checkpointing, when it is on and gradients
+        are enabled; else nothing."""
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return checkpointed_layers(self.model)
+        return nullcontext()
 
     # ----------------------------------------------------------------- shared prefix
     def shares_prefix(self) -> bool:
@@ -511,6 +536,30 @@ class PromptedModel(nn.Module):
         )  # fmt: skip
 
 
+def keep_head_float32(model: PreTrainedModel) -> None:
+    """Keep an encoder classifier's head (the modules outside its base model, which train) in
+    float32 on a half-precision base: its weights are master weights like the prompt's, and what
+    enters it is cast to float32, so its logits are float32 too. Idempotent."""
+    base = model.base_model
+    for module in model.children():
+        if module is base or next(module.parameters(), None) is None:
+            continue
+        module.float()
+        if module not in _float32_heads:
+            module.register_forward_pre_hook(_float32_inputs, with_kwargs=True)
+            _float32_heads.add(module)
+
+
+def _float32_inputs(
+    module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def cast(value: Any) -> Any:
+        is_float = isinstance(value, torch.Tensor) and value.is_floating_point()
+        return value.float() if is_float else value
+
+    return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+
+
 def _version(tensor: torch.Tensor) -> int:
     """The tensor's in-place modification counter; −1 for inference tensors, which have none
     (and cannot be modified outside inference mode)."""
@@ -547,18 +596,28 @@ def build_method(
     *,
     encoder: InputEncoder | None = None,
     seed: int = 0,
+    embedding_dtype: torch.dtype | None = None,
     **options: Any,
 ) -> PromptMethod:
     """Build and initialise method ``key`` for ``model`` (initialisation seeded by ``seed``,
-    which the method records as its ``init_seed``)."""
+    which the method records as its ``init_seed``).
+
+    The method is built and initialised on the CPU in float32 with a CPU generator (the same
+    seed gives the same tensors on every device), then moved to the model's device; its
+    tensors stay float32 whatever the model's dtype. ``embedding_dtype``: see
+    :class:`~lrpt.methods.InitContext`.
+    """
     cls = method_class(key)
-    method = cls(make_config(key, **options), model_dims(model, encoder))
+    with torch.device("cpu"):
+        method = cls(make_config(key, **options), model_dims(model, encoder))
     ctx = InitContext(
         embedding=model.get_input_embeddings(),
-        generator=torch.Generator().manual_seed(seed),
+        generator=torch.Generator(device="cpu").manual_seed(seed),
         tokenizer=tokenizer,
+        embedding_dtype=embedding_dtype,
     )
-    method.init_weights(ctx)  # records seed as method.init_seed
+    with torch.device("cpu"):
+        method.init_weights(ctx)  # records seed as method.init_seed
     return method.to(ctx.weight.device)
 
 
@@ -570,8 +629,12 @@ def prompt_model(
     encoder: InputEncoder | None = None,
     seed: int = 0,
     share_prefix: bool = True,
+    gradient_checkpointing: bool = False,
     **options: Any,
 ) -> PromptedModel:
     """Attach a new method ``key`` (config from ``options``) to a frozen ``model``."""
     method = build_method(key, model, tokenizer, encoder=encoder, seed=seed, **options)
-    return PromptedModel(model, tokenizer, method, encoder=encoder, share_prefix=share_prefix)
+    return PromptedModel(
+        model, tokenizer, method, encoder=encoder, share_prefix=share_prefix,
+        gradient_checkpointing=gradient_checkpointing,
+    )  # fmt: skip

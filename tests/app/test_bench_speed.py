@@ -59,3 +59,34 @@ def test_speed_flags_are_checked_before_anything_loads(capsys) -> None:
     assert "--methods: unknown method(s) ['nope']" in capsys.readouterr().err
     assert main(["bench", "--speed", "--rounds", "0"]) == 2
     assert "--rounds must be ≥ 1, got 0" in capsys.readouterr().err
+
+
+def test_speed_report_in_bf16(capsys, tmp_path) -> None:
+    """``--dtype bfloat16``: lrpt and PEFT on one bf16 copy of the model, prompts in float32."""
+    from lrpt.app.cli import main
+
+    out = tmp_path / "speed.json"
+    argv = ["bench", "--speed", "--model", "tiny-llama", "--task", FIXTURE, "--num-tokens", "6",
+            "--batch-size", "4", "--rounds", "1", "--methods", "pt", "--dtype", "bfloat16",
+            "--device", "cpu", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "Frozen model on cpu in bfloat16; prompts float32. Peak MB: process peak RSS" in table
+    import json
+
+    report = json.loads(out.read_text())
+    assert report["device"] == "cpu" and report["dtype"] == "bfloat16"
+    losses = {row["name"]: row["loss_first"] for row in report["training"]}
+    # the shared prefix and the naive path agree in bf16 too (a float32 loss of bf16 logits;
+    # tolerance as in tests/test_prefix.py: relative 1e-3, a quarter of bf16's unit roundoff)
+    assert abs(losses["pt"] - losses["pt (naive)"]) <= 1e-3 * losses["pt (naive)"]
+    import lrpt
+    from lrpt.app.bench.speed import task_texts, train_batch, training_variants
+
+    base = lrpt.load_model("tiny-llama")  # the float32 reference, in this process
+    batch = train_batch(base.tokenizer, *task_texts(FIXTURE, 4)[:2])
+    reference = {v.name: v.run() for v in training_variants(base, batch, 6, ["pt"])}
+    # bf16 against float32: the same prompt and batch, within bf16 rounding (relative 1e-2)
+    for name in ("pt", "peft pt"):
+        assert abs(losses[name] - reference[name]) <= 1e-2 * reference[name], name
+    assert losses["peft pt"] != reference["peft pt"]  # PEFT really ran in bf16

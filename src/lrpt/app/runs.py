@@ -29,8 +29,14 @@ def default_encoder(model_key: str) -> str:
     return "tiny-bert" if model_key.startswith("tiny-") else "minilm-l6"
 
 
-def load_encoder(method: str, model_key: str, encoder_key: str | None) -> tuple[Any, str | None]:
-    """The input encoder an instance-dependent method needs (and its key), else (None, None)."""
+def load_encoder(
+    method: str, model_key: str, encoder_key: str | None, device: Any = None
+) -> tuple[Any, str | None]:
+    """The input encoder an instance-dependent method needs (and its key), else (None, None).
+
+    ``device``: where it runs (the frozen model's device); it stays float32 whatever the frozen
+    model's dtype (it is small, and its output conditions the float32 prompt).
+    """
     if method_class(method).static:
         if encoder_key is not None:
             raise ValueError(f"method {method!r} uses no input encoder: drop --encoder")
@@ -39,7 +45,7 @@ def load_encoder(method: str, model_key: str, encoder_key: str | None) -> tuple[
     from lrpt.model import InputEncoder
 
     key = encoder_key or default_encoder(model_key)
-    base = load_model(key, family="base")
+    base = load_model(key, family="base", device=device)
     return InputEncoder(base.model, base.tokenizer), key
 
 
@@ -74,12 +80,14 @@ def prepare(spec: RunSpec, out: Path) -> Run:
     """Load what ``spec`` names and build the prompted model: a :class:`Run` ready to train."""
     from lrpt.base_models import load_model
     from lrpt.model import prompt_model
+    from lrpt.placement import resolve_device
 
+    device = resolve_device(spec.model.device)  # an unavailable device fails before loading
     task = load_data(spec.data)
     num_labels = 1 if is_regression(task.metric) else len(task.labels)
     loaded = load_model(
         spec.model.name, family=spec.model.family, num_labels=num_labels,
-        revision=spec.model.revision,
+        revision=spec.model.revision, device=device, dtype=spec.model.dtype,
     )  # fmt: skip
     if loaded.family != Family.ENCODER and spec.training.head_lr is not None:
         raise ValueError(
@@ -91,7 +99,9 @@ def prepare(spec: RunSpec, out: Path) -> Run:
         verbalizer=fmt.verbalizer, max_input_tokens=fmt.max_input_tokens,
     )  # fmt: skip
     objective = make_objective(tspec, loaded.tokenizer, loaded.family, loaded.model.config)
-    encoder, encoder_key = load_encoder(spec.method.key, spec.model.name, spec.model.encoder)
+    encoder, encoder_key = load_encoder(
+        spec.method.key, spec.model.name, spec.model.encoder, device
+    )
     pm = prompt_model(
         spec.method.key, loaded.model, loaded.tokenizer, encoder=encoder,
         seed=spec.training.seed, **spec.method.options,
@@ -139,10 +149,15 @@ def load_trained(
     model: str | None = None,
     encoder: str | None = None,
     family: str | None = None,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
 ) -> Loaded:
     """Load the artifact at ``path`` onto its frozen model (or ``model``), with its task spec.
 
     ``family``, if given, must be the artifact's (the prompt was trained on that kind of model).
+    ``device`` and ``dtype`` place the frozen model (None: CPU, float32; see
+    :func:`lrpt.load_model`); a prompt trained on any device or dtype loads on any other.
     """
     from lrpt.artifact import load_prompt, read_artifact
     from lrpt.base_models import load_model
@@ -163,9 +178,17 @@ def load_trained(
     source = model or meta["model"]["name"]
     revision = None if model else meta["model"].get("revision")
     num_labels = 1 if spec.regression else len(spec.labels)
-    loaded = load_model(source, family=trained_on, num_labels=num_labels, revision=revision)
+    loaded = load_model(
+        source,
+        family=trained_on,
+        num_labels=num_labels,
+        revision=revision,
+        device=device,
+        dtype=dtype,
+    )
     recorded = (meta.get("encoder") or {}).get("name")
-    enc, _ = load_encoder(meta["method"], source, encoder or recorded)
+    where = loaded.model.device if device is not None else None
+    enc, _ = load_encoder(meta["method"], source, encoder or recorded, where)
     pm = load_prompt(path, loaded.model, loaded.tokenizer, encoder=enc)
     return Loaded(pm, spec, meta)
 

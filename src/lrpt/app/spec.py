@@ -12,6 +12,7 @@ with ``_``)::
     out = "runs/ulpt"         # optional; --out overrides it
     [model]
     name = "smollm2-135m"     # a model key or a local directory; family, encoder optional
+    device = "auto"           # auto, cpu, cuda, cuda:N, mps; dtype = "auto", "float32", ...
     [method]
     key = "ulpt"
     num_tokens = 100          # the method's options
@@ -43,6 +44,7 @@ from lrpt.app.data.tasks import DEFAULT_MAX_INPUT_TOKENS, check_max_input_tokens
 from lrpt.app.training.loop import TrainConfig
 from lrpt.family import Family
 from lrpt.methods import METHODS, make_config
+from lrpt.placement import DTYPE_CHOICES, check_device_name, check_dtype_name
 
 TRAINABLE_FAMILIES = tuple(f.value for f in Family if f != Family.BASE)  # what a prompt trains on
 OBJECTIVES = ("classify", "generate")
@@ -106,6 +108,22 @@ class ModelSpec:
             metavar="KEY_OR_PATH",
         ),
     )
+    device: str = field(
+        default="auto",
+        metadata=describe(
+            "where the frozen model (and the input encoder) runs: auto (CUDA if available, "
+            "else CPU), cpu, cuda, cuda:N or mps",
+            metavar="DEVICE",
+        ),
+    )
+    dtype: str = field(
+        default="auto",
+        metadata=describe(
+            "the frozen model's precision (auto: float32 on CPU, bfloat16 on CUDA where "
+            "supported); the prompt's parameters and optimizer state stay float32",
+            choices=DTYPE_CHOICES,
+        ),
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -114,6 +132,8 @@ class ModelSpec:
             raise ValueError(
                 f"family must be one of {', '.join(TRAINABLE_FAMILIES)}; got {self.family!r}"
             )
+        check_device_name(self.device)
+        check_dtype_name(self.dtype)
 
 
 @dataclass(frozen=True)

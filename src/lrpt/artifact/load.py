@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,29 @@ from lrpt.artifact.errors import (
     ProjectionMismatch,
     TensorMismatch,
 )
-from lrpt.artifact.identity import encoder_identity, frozen_specs, model_identity
+from lrpt.artifact.identity import (
+    embedding_of,
+    encoder_identity,
+    fingerprint_at,
+    frozen_specs,
+    model_identity,
+    rounding_dtype,
+    stored_dtype,
+)
 from lrpt.artifact.read import read_artifact, read_dims, read_tensors, rebuild_config
 from lrpt.artifact.schema import plain, tensor_specs
 from lrpt.methods import InitContext, ModelDims, PromptMethod, method_class
 from lrpt.model import InputEncoder, PromptedModel, build_method
+from lrpt.placement import dtype_name
+
+log = logging.getLogger(__name__)
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("lrpt: %s", message)
 
 
 # --------------------------------------------------------------------------- checks
@@ -65,8 +84,20 @@ def _check_model(
         )
     if not check:
         return
-    keys = ["family", "hidden_size", "vocab_size", "embedding_sha256"]
+    keys = ["family", "hidden_size", "vocab_size"]
     diff = _identity_diff(stored, actual, (["name"] if model_name is not None else []) + keys)
+    compared = fingerprint_at(stored, model)
+    if compared is None:
+        _warn_once(
+            f"{str(root)!r} was saved from a {dtype_name(stored_dtype(stored))} copy of model "
+            f"{stored['name']!r} and this copy is {dtype_name(embedding_of(model).dtype)}: its "
+            "embedding fingerprint cannot be compared (name, family and sizes were)"
+        )
+    elif compared != stored["embedding_sha256"]:
+        at = "" if compared == actual["embedding_sha256"] else f" rounded to {stored['dtype']}"
+        diff.append(
+            f"embedding_sha256: trained on {stored['embedding_sha256']!r}, got {compared!r}{at}"
+        )
     if diff:
         raise ModelMismatch(
             f"{str(root)!r} was trained on model {stored['name']!r}, not this one: "
@@ -104,7 +135,9 @@ def _frozen_matches(meta: dict[str, Any], method: PromptMethod) -> bool:
     return plain(method.extra_state()) == meta["extra"] and frozen_specs(method) == meta["frozen"]
 
 
-def _check_frozen(root: Path, meta: dict[str, Any], method: PromptMethod) -> None:
+def _check_frozen(
+    root: Path, meta: dict[str, Any], method: PromptMethod, model: PreTrainedModel | None = None
+) -> None:
     """The rebuilt method's extra state and frozen tensors must equal the stored ones."""
     key, stored, extra = meta["method"], meta["extra"], plain(method.extra_state())
     if extra != stored:
@@ -116,6 +149,7 @@ def _check_frozen(root: Path, meta: dict[str, Any], method: PromptMethod) -> Non
         raise ProjectionMismatch(
             f"{str(root)!r}: method {key!r} regenerates frozen state that differs from the one "
             f"the prompt was trained with ({'; '.join(diff)}); the prompt would silently differ"
+            f"{_precision_hint(meta, model)}"
         )
     have, want = frozen_specs(method), meta["frozen"]
     differ = sorted(n for n in set(have) | set(want) if have.get(n) != want.get(n))
@@ -124,7 +158,21 @@ def _check_frozen(root: Path, meta: dict[str, Any], method: PromptMethod) -> Non
         raise FrozenStateMismatch(
             f"{str(root)!r}: method {key!r} regenerates frozen tensor(s) that differ from the "
             f"ones the prompt was trained with ({detail}); the prompt would silently differ"
+            f"{_precision_hint(meta, model)}"
         )
+
+
+def _precision_hint(meta: dict[str, Any], model: PreTrainedModel | None) -> str:
+    """Why frozen state may not regenerate on ``model``: another precision than the prompt's
+    model (a float32 prompt's state cannot be rebuilt from a half-precision copy)."""
+    trained = dtype_name(stored_dtype(meta["model"]))
+    have = dtype_name(embedding_of(model).dtype) if model is not None else trained
+    if have == trained:
+        return ""
+    return (
+        f"; it was trained on a {trained} copy of the model and this one is {have}: "
+        f"load the model in {trained}"
+    )
 
 
 # --------------------------------------------------------------------------- load
@@ -162,9 +210,10 @@ def load_prompt(
         tokenizer,
         encoder=None if static else encoder,
         seed=meta["init_seed"],
+        embedding_dtype=rounding_dtype(meta["model"], model),
         **meta["config"],
     )
-    _check_frozen(root, meta, method)
+    _check_frozen(root, meta, method, model)
     pm = PromptedModel(model, tokenizer, method, encoder=None if static else encoder)
     _check_tensors(root, key, tensor_specs(tensors), tensor_specs(pm.trainable_state_dict()))
     pm.load_trainable_state_dict(tensors)
@@ -177,14 +226,20 @@ def _stand_in_embedding(vocab_size: int, dim: int) -> nn.Embedding:
 
 
 def _rebuild(
-    meta: dict[str, Any], config: Any, dims: ModelDims, embedding: nn.Module, tokenizer: Any
+    meta: dict[str, Any],
+    config: Any,
+    dims: ModelDims,
+    embedding: nn.Module,
+    tokenizer: Any,
+    embedding_dtype: torch.dtype | None = None,
 ) -> PromptMethod:
     with torch.device("cpu"):
         method = method_class(meta["method"])(config, dims)
     ctx = InitContext(
         embedding=embedding,
-        generator=torch.Generator().manual_seed(meta["init_seed"]),
+        generator=torch.Generator(device="cpu").manual_seed(meta["init_seed"]),
         tokenizer=tokenizer,
+        embedding_dtype=embedding_dtype,
     )
     method.init_weights(ctx)
     return method
@@ -215,8 +270,9 @@ def load_method(
     key, config, dims = meta["method"], rebuild_config(root, meta), read_dims(root, meta)
     if model is not None:
         _check_model(root, meta, model, model_name=None, check=True)
-        method = _rebuild(meta, config, dims, model.get_input_embeddings(), tokenizer)
-        _check_frozen(root, meta, method)
+        rounding = rounding_dtype(meta["model"], model)
+        method = _rebuild(meta, config, dims, model.get_input_embeddings(), tokenizer, rounding)
+        _check_frozen(root, meta, method, model)
     elif not meta["frozen"] and not meta["extra"]:
         with torch.device("cpu"):
             method = method_class(key)(config, dims)  # every tensor is loaded below

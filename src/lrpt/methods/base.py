@@ -56,12 +56,18 @@ class InitContext:
     """What initialisation may read: the frozen embedding module, a seeded RNG, a tokenizer.
 
     ``generator`` must be fresh (nothing drawn from it yet) for the frozen state to regenerate
-    from :attr:`seed`.
+    from :attr:`seed`. It is a CPU generator and initialisation computes on the CPU, so a seed
+    gives the same tensors bit for bit whatever device the model is on.
+
+    ``embedding_dtype``: when set, :meth:`embed` rounds the embeddings to it, as a copy of the
+    model in that dtype gives them (a prompt trained on a bfloat16 copy, rebuilt on a float32
+    one, regenerates its frozen state exactly).
     """
 
     embedding: nn.Module
     generator: torch.Generator
     tokenizer: Any = None
+    embedding_dtype: torch.dtype | None = None  # read embeddings rounded to it (see embed)
 
     @property
     def seed(self) -> int:
@@ -85,6 +91,8 @@ class InitContext:
         """Embeddings of ``token_ids`` through the module itself (some models scale inside it)."""
         with torch.no_grad():
             out = self.embedding(token_ids.to(self.weight.device))
+        if self.embedding_dtype is not None:
+            out = out.to(self.embedding_dtype)
         return out.detach().float().cpu()
 
 

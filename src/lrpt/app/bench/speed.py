@@ -1,14 +1,16 @@
 """``lrpt bench --speed``: training-step time, peak memory and inference throughput, side by side.
 
-Everything runs in one process on one frozen base model, alternating between variants round by
-round (the order rotates each round), and reports ratios measured within the same round:
+Everything runs in one process on one frozen base model (on the device and in the dtype asked
+for: PEFT's prompt tuning wraps the same copy), alternating between variants round by round
+(the order rotates each round), and reports ratios measured within the same round:
 
 * training step (forward + backward + AdamW step) of every method relative to ``pt`` at the same
   ``n``, and of lrpt's ``pt`` (shared prefix) and lrpt's naive ``pt`` relative to PEFT's prompt
   tuning, on the same batch (right-padded, loss on the answer word), starting from the same prompt;
-* peak resident memory added by two training steps, each variant in a fresh child process (so
-  no allocator cache from another variant hides it; Linux: the ``VmHWM`` high-water mark, reset
-  through ``/proc/self/clear_refs`` after the model and batch are loaded);
+* peak memory added by two training steps, each variant in a fresh child process (so no
+  allocator cache from another variant hides it): on the CPU the resident set (Linux: the
+  ``VmHWM`` high-water mark, reset through ``/proc/self/clear_refs`` after the model and batch
+  are loaded), on CUDA ``max_memory_allocated``;
 * inference throughput (examples/s, answer-position logits of left-padded batches) of lrpt's
   cached prompt against PEFT, and of a batch mixing 16 different prompts against a one-prompt batch.
 
@@ -28,16 +30,17 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
 import lrpt
+from lrpt.app.training.memory import StepMemory
 from lrpt.bank import PromptBank
 from lrpt.family import Family
 from lrpt.methods.base import changes_input
 from lrpt.model import IGNORE
+from lrpt.placement import dtype_name, resolve_device, resolve_dtype
 
 Step = Callable[[], float | None]
 PEFT_PATH = "PEFT: with every row"
@@ -60,52 +63,42 @@ def lrpt_variant(name: str, pm: lrpt.PromptedModel, run: Step, *, shared: bool) 
     return Variant(name, run, pm.prefix_path(), reason if shared and reason else None)
 
 
-def step_peak_mb(model: str, task: str, num_tokens: int, batch_size: int, name: str) -> float:
-    """Peak resident memory (MB) two training steps of variant ``name`` add, in this process."""
-    base = lrpt.load_model(model)
+def step_peak_mb(
+    model: str, task: str, num_tokens: int, batch_size: int, name: str, device: str = "cpu",
+    dtype: str = "float32",
+) -> float:  # fmt: skip
+    """Peak memory (MB) two training steps of variant ``name`` add, in this process: resident
+    memory on the CPU, allocated memory on CUDA (:class:`~lrpt.app.training.memory.StepMemory`)."""
+    base = lrpt.load_model(model, device=device, dtype=dtype)
     texts, answers, _ = task_texts(task, batch_size)
-    batch = train_batch(base.tokenizer, texts, answers)
+    batch = to_device(train_batch(base.tokenizer, texts, answers), base.model.device)
     key = name if name in lrpt.METHODS else "pt"
     (variant,) = [v for v in training_variants(base, batch, num_tokens, [key]) if v.name == name]
-    if not _rss_reset():
-        return float("nan")
-    before = _rss_mb("VmRSS")
+    memory = StepMemory(base.model.device)
+    memory.start()
     for _ in range(2):
         variant.run()
-    return _rss_mb("VmHWM") - before
+    added = memory.stop()
+    return float("nan") if added is None else added
 
 
 def peak_memory(
-    model: str, task: str, num_tokens: int, batch_size: int, names: list[str]
-) -> dict[str, float]:
+    model: str, task: str, num_tokens: int, batch_size: int, names: list[str],
+    device: str = "cpu", dtype: str = "float32",
+) -> dict[str, float]:  # fmt: skip
     """:func:`step_peak_mb` of each variant, each in a fresh child process."""
     peaks = {}
     for name in names:
         code = (
             "import sys, lrpt.app.bench.speed as b; "
             "print(b.step_peak_mb(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), "
-            "sys.argv[5]))"
+            "sys.argv[5], sys.argv[6], sys.argv[7]))"
         )
-        args = [model, task, str(num_tokens), str(batch_size), name]
+        args = [model, task, str(num_tokens), str(batch_size), name, device, dtype]
         proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                               check=True)  # fmt: skip
         peaks[name] = float(proc.stdout.strip().splitlines()[-1])
     return peaks
-
-
-def _rss_reset() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _rss_mb(kind: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(kind + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def measure(variants: list[Variant], rounds: int, warmup: int = 1) -> None:
@@ -168,6 +161,11 @@ def train_batch(tokenizer: Any, texts: list[str], answers: list[str]) -> dict[st
     return {"input_ids": ids, "attention_mask": mask, "labels": lab}
 
 
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """``batch`` with every tensor on ``device``."""
+    return {k: v.to(device) for k, v in batch.items()}
+
+
 def _train_step(module: torch.nn.Module, params: list, batch: dict) -> Step:
     opt = torch.optim.AdamW(params, lr=1e-3)
 
@@ -226,7 +224,7 @@ def inference_variants(base: lrpt.LoadedModel, texts: list[str], num_tokens: int
     """Answer-position logits of one left-padded batch: lrpt cached, lrpt naive, PEFT, mixed."""
     tok = base.tokenizer
     tok.padding_side = "left"
-    batch = dict(tok(texts, return_tensors="pt", padding=True))
+    batch = to_device(dict(tok(texts, return_tensors="pt", padding=True)), base.model.device)
     pms = [
         lrpt.prompt_model("pt", base.model, tok, seed=s, num_tokens=num_tokens).eval()
         for s in range(len(texts))
@@ -261,27 +259,35 @@ def inference_variants(base: lrpt.LoadedModel, texts: list[str], num_tokens: int
 
 def run_speed(
     model: str, task: str, *, num_tokens: int, batch_size: int, rounds: int, methods: list[str],
-    progress: Callable[[str], None] = print,
+    progress: Callable[[str], None] = print, device: str = "cpu", dtype: str = "float32",
 ) -> dict[str, Any]:  # fmt: skip
-    """Measure everything; return a JSON-able report."""
+    """Measure everything; return a JSON-able report.
+
+    ``device`` and ``dtype`` place the frozen base model (``auto`` as in ``lrpt train``); PEFT
+    runs on the same copy, so both sides run in that precision. Prompts stay float32.
+    """
     torch.manual_seed(0)
-    base = lrpt.load_model(model)
+    where = resolve_device(device)
+    precision = dtype_name(resolve_dtype(dtype, where))
+    base = lrpt.load_model(model, device=where, dtype=precision)
     if base.family != Family.CAUSAL:
         raise ValueError(f"the speed benchmark needs a causal LM; {model!r} is {base.family}")
     texts, answers, _ = task_texts(task, batch_size)
-    batch = train_batch(base.tokenizer, texts, answers)
+    batch = to_device(train_batch(base.tokenizer, texts, answers), where)
     progress(f"training steps: {len(methods) + 2} variants × {rounds} rounds")
     train = training_variants(base, batch, num_tokens, methods)
     measure(train, rounds)
     progress("peak memory: one child process per training variant")
-    peaks = peak_memory(model, task, num_tokens, batch_size, [v.name for v in train])
+    names = [v.name for v in train]
+    peaks = peak_memory(model, task, num_tokens, batch_size, names, str(where), precision)
     progress(f"inference: 5 variants × {rounds * 3} rounds")
     infer = inference_variants(base, texts, num_tokens)
     measure(infer, rounds * 3)
     by = {v.name: v for v in train + infer}
     return {
         "model": model, "task": task, "num_tokens": num_tokens, "batch_size": batch_size,
-        "rounds": rounds,
+        "rounds": rounds, "device": str(where), "dtype": precision,
+        "peak_memory_measure": StepMemory(where).measure,
         "tokens_per_row_mean": float(batch["attention_mask"].sum(1).float().mean()),
         "torch_threads": torch.get_num_threads(), "machine": f"{platform.machine()}, "
         f"{platform.processor() or 'cpu'}, torch {torch.__version__}",
@@ -320,12 +326,17 @@ def _cells(r: dict[str, Any], sep: str = " | ") -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     """The report as markdown tables."""
+    placement = ""
+    if "dtype" in report:
+        placement = f" Frozen model on {report['device']} in {report['dtype']}; prompts float32."
+    if "peak_memory_measure" in report:
+        placement += f" Peak MB: {report['peak_memory_measure']}."
     lines = [
         f"Model `{report['model']}`, task `{report['task']}`, n={report['num_tokens']}, "
         f"batch {report['batch_size']} "
         f"(mean {report['tokens_per_row_mean']:.1f} tokens/row), "
         f"{report['rounds']} rounds, {report['torch_threads']} threads, {report['machine']}, "
-        f"{report['date']}.",
+        f"{report['date']}.{placement}",
         "",
         "| training step | prompt path | median s | peak MB | step time vs pt "
         "(min / median / max) | loss |",

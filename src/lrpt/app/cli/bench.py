@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from lrpt.methods import METHODS
+from lrpt.placement import DTYPE_CHOICES, resolve_device
 
 SPEED_DEFAULTS = {
     "model": "smollm2-135m",
@@ -16,6 +17,8 @@ SPEED_DEFAULTS = {
     "batch_size": 16,
     "rounds": 3,
     "methods": ",".join(METHODS),
+    "device": "auto",
+    "dtype": "auto",
     "out": None,
 }
 
@@ -35,6 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     speed.add_argument("--batch-size", type=int, help="default 16")
     speed.add_argument("--rounds", type=int, help="alternating measurement rounds (default 3)")
     speed.add_argument("--methods", help="comma-separated methods to time against pt (default all)")
+    speed.add_argument(
+        "--device", metavar="DEVICE", help="auto (default: CUDA if available), cpu, cuda:N, mps"
+    )
+    speed.add_argument(
+        "--dtype", choices=DTYPE_CHOICES,
+        help="the frozen model's precision, for lrpt and PEFT alike (default auto: float32 on "
+        "CPU, bfloat16 on CUDA where supported)",
+    )  # fmt: skip
     speed.add_argument("--out", type=Path, help="write the JSON report here (and .md beside it)")
     suite = parser.add_argument_group("--suite")
     suite.add_argument(
@@ -92,9 +103,11 @@ def run_speed_mode(args: argparse.Namespace) -> int:
                         ("--rounds", args.rounds)):  # fmt: skip
         if value < 1:
             raise ValueError(f"{name} must be ≥ 1, got {value}")
+    resolve_device(args.device)  # an unavailable device fails before anything loads
     report = run_speed(args.model, args.task, num_tokens=args.num_tokens,
                        batch_size=args.batch_size, rounds=args.rounds, methods=methods,
-                       progress=lambda m: print(m, file=sys.stderr))  # fmt: skip
+                       progress=lambda m: print(m, file=sys.stderr), device=args.device,
+                       dtype=args.dtype)  # fmt: skip
     table = markdown(report)
     print(table)
     if args.out:

@@ -10,7 +10,13 @@ import argparse
 import json
 from typing import Any
 
-from lrpt.app.cli.flags import add_family_argument, add_spec_flags, given_sections
+from lrpt.app.cli.flags import (
+    add_family_argument,
+    add_placement_flags,
+    add_spec_flags,
+    given_sections,
+    placement,
+)
 from lrpt.app.data.tasks import make_objective
 from lrpt.app.runs import eval_data, load_trained, with_overrides
 from lrpt.app.spec import DataSpec, FormatSpec
@@ -42,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="input encoder of instance-dependent methods",
     )
     add_family_argument(parser)
+    add_placement_flags(parser)
     parser.add_argument(
         "--zero-shot", action="store_true", help="also evaluate the frozen model without the prompt"
     )
@@ -55,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from lrpt.app.training.evaluate import Unprompted, evaluate, subset
 
-    trained = load_trained(args.prompt, args.model, args.encoder, args.family)
+    trained = load_trained(args.prompt, args.model, args.encoder, args.family, **placement(args))
     pm = trained.pm
     given = given_sections(args)
     fmt = given.get("format", {})

@@ -3,7 +3,7 @@
 * Method options: one flag per config field of any registered method; a flag the chosen method's
   config does not have is rejected with a message listing the ones it takes.
 * Run-spec flags: one flag per field of the run spec's sections (:mod:`lrpt.app.spec`), with the
-  help text declared on the field.
+  help text declared on the field; a bool field is a switch (``--name`` / ``--no-name``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from lrpt.app.spec import TRAINABLE_FAMILIES
+from lrpt.app.spec import TRAINABLE_FAMILIES, ModelSpec
 from lrpt.methods import METHODS
 from lrpt.methods.base import config_fields
 
@@ -121,6 +121,13 @@ def add_spec_flags(
         if field.name in skip or "help" not in field.metadata:
             continue
         meta = field.metadata
+        if hints[field.name] is bool:  # --name sets it, --no-name clears it (over a --config)
+            group.add_argument(
+                spec_flag(field), dest=f"{section}.{field.name}",
+                action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                help=meta["help"] or None,
+            )  # fmt: skip
+            continue
         caster = _flag_type(hints[field.name])
         kwargs: dict[str, Any] = {
             "dest": f"{section}.{field.name}",
@@ -175,3 +182,16 @@ def add_family_argument(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the model's family when its config.json cannot tell (must match the artifact's)",
     )
+
+
+def add_placement_flags(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--dtype`` of the frozen model, as ``lrpt train`` takes them."""
+    add_spec_flags(
+        parser, "model", ModelSpec, "device and precision", skip=("name", "family", "encoder")
+    )
+
+
+def placement(args: argparse.Namespace) -> dict[str, str]:
+    """The ``--device`` and ``--dtype`` given (``auto`` where not)."""
+    given = given_sections(args).get("model", {})
+    return {"device": given.get("device", "auto"), "dtype": given.get("dtype", "auto")}

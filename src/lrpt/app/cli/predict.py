@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from lrpt.app.cli.flags import add_family_argument
+from lrpt.app.cli.flags import add_family_argument, add_placement_flags, placement
 from lrpt.app.data.datasets import Example
 from lrpt.app.data.tasks import make_objective
 from lrpt.app.runs import load_trained, with_overrides
@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--encoder", default=None, metavar="KEY_OR_PATH")
     add_family_argument(parser)
+    add_placement_flags(parser)
     parser.add_argument("--template", default=None, help="override the trained template")
     parser.add_argument("--verbalizer", default=None, metavar="LABEL=WORD,...")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be ≥ 1, got {args.batch_size}")
     texts = read_texts(args.texts)
-    trained = load_trained(args.prompt, args.model, args.encoder, args.family)
+    trained = load_trained(args.prompt, args.model, args.encoder, args.family, **placement(args))
     pm = trained.pm
     spec = with_overrides(trained.spec, args.template, args.verbalizer)
     objective = make_objective(spec, pm.tokenizer, pm.family, pm.model.config)

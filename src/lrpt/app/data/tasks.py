@@ -456,7 +456,13 @@ class GenerateObjective(Objective):
         for i, t in enumerate(targets):
             labels[i, : len(t)] = torch.tensor(t)
         ids, mask = self.inputs(batch, model)
-        return model(ids, mask, labels.to(device), texts=batch.texts).loss
+        out = model(ids, mask, labels.to(device), texts=batch.texts)
+        if out.logits.dtype == torch.float32:
+            return out.loss
+        # a half-precision model's own loss is in its precision: take it in float32 instead
+        return F.cross_entropy(
+            out.logits.flatten(0, 1).float(), labels.flatten().to(device), ignore_index=IGNORE
+        )
 
     def predict(self, model: Runnable, batch: Batch) -> list[Any]:
         return [self.parse(text) for text in self.generate(model, batch)]

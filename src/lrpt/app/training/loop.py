@@ -19,6 +19,14 @@ One loop, top to bottom (:func:`train`):
 The data order is a function of (seed, position): epoch ``e`` is the permutation drawn by
 ``numpy.random.default_rng([seed, e])``, so a resumed run needs only the position. The frozen
 model (and the input encoder) stay in eval mode (no dropout); only the method's modules train.
+
+Devices and precision: the loop runs where the frozen model is, in its dtype. The prompt's
+parameters and the optimizer's state stay float32 (master weights) and the loss is taken in
+float32; on a float16 base the loss is scaled (``torch.amp.GradScaler``) so that gradients
+do not underflow, and a step whose gradients overflow is skipped. ``results.json`` records the
+device and dtype, and the most memory one step added (:mod:`~lrpt.app.training.memory`).
+``gradient_checkpointing`` recomputes the frozen model's layer activations in the backward pass
+(:mod:`lrpt.checkpointing`); the shared prefix still runs once per batch.
 """
 
 from __future__ import annotations
@@ -43,10 +51,12 @@ from tqdm import tqdm
 from lrpt.app.data.datasets import Example, TaskData
 from lrpt.app.data.tasks import Objective
 from lrpt.app.training.evaluate import Unprompted, evaluate, subset
+from lrpt.app.training.memory import StepMemory
 from lrpt.family import Family
 from lrpt.fileio import atomic_write, atomic_write_text
 from lrpt.methods import method_class
-from lrpt.model import PromptedModel
+from lrpt.model import PromptedModel, embedding_weight
+from lrpt.placement import dtype_name
 
 CHECKPOINT = "checkpoint.pt"
 RESULTS = "results.json"
@@ -111,6 +121,14 @@ class TrainConfig:
             metavar="S",
         ),
     )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata=_help(
+            "recompute the frozen model's layer activations in the backward pass instead of "
+            "keeping them: less memory for about one more forward pass per step; the shared "
+            "prefix still runs once per batch"
+        ),
+    )
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_batch_size"):
@@ -121,6 +139,10 @@ class TrainConfig:
                 _check_int(name, getattr(self, name))
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"seed must be an integer ≥ 0, got {self.seed!r}")
+        if not isinstance(self.gradient_checkpointing, bool):
+            raise ValueError(
+                f"gradient_checkpointing must be true or false, got {self.gradient_checkpointing!r}"
+            )
         for name in ("lr", "head_lr", "max_grad_norm"):
             value = getattr(self, name)
             if value is not None and not _number(value) > 0:
@@ -195,6 +217,8 @@ class RunState:
     stopped_early: bool = False
     train_seconds: float = 0.0  # optimizer steps only
     validation_seconds: float = 0.0
+    step_peak_mb: float | None = None  # the most memory a step added (see memory.StepMemory)
+    skipped_steps: int = 0  # float16: steps the loss scaler skipped for non-finite gradients
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -233,15 +257,20 @@ def seed_everything(seed: int) -> None:
 
 def rng_states() -> dict[str, Any]:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
+    states = {
         "torch": torch.get_rng_state(),
         "python": random.getstate(),
         "numpy": [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(gauss)],
     }
+    if torch.cuda.is_available():  # dropout on a CUDA device draws from its own generators
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
 
 
 def set_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = states["numpy"]
@@ -268,15 +297,38 @@ def write_json(path: Path, data: Any) -> None:
 def run_identity(run: Run) -> dict[str, Any]:
     """What must match for ``--resume`` to continue a run (JSON-able)."""
     cfg = dataclasses.asdict(run.cfg)
-    for free in ("checkpoint_every", "eval_batch_size"):  # may change between attempts
+    # may change between attempts (checkpointing changes memory, not the numbers)
+    for free in ("checkpoint_every", "eval_batch_size", "gradient_checkpointing"):
         cfg.pop(free)
-    return {
+    identity = {
         "method": run.pm.method.key,
         "config": dataclasses.asdict(run.pm.method.config),
         "model": run.model,
         "task": run.objective.spec.to_dict() | {"sizes": run.task.sizes()},
         "training": cfg,
     }
+    dtype = base_dtype(run.pm)
+    if dtype != torch.float32:  # another precision, other numbers
+        identity["dtype"] = dtype_name(dtype)
+    return identity
+
+
+def base_dtype(pm: PromptedModel) -> torch.dtype:
+    """The frozen model's dtype (its input embeddings')."""
+    return embedding_weight(pm.model).dtype
+
+
+def base_device(pm: PromptedModel) -> torch.device:
+    """The frozen model's device (its input embeddings')."""
+    return embedding_weight(pm.model).device
+
+
+def loss_scaler(pm: PromptedModel) -> torch.amp.GradScaler:
+    """Loss scaling for a float16 base (its gradients underflow without it); a no-op otherwise.
+
+    The prompt's parameters stay float32, so the scaler unscales float32 gradients and skips a
+    step whose gradients are not finite (lowering the scale)."""
+    return torch.amp.GradScaler(base_device(pm).type, enabled=base_dtype(pm) == torch.float16)
 
 
 def check_out(out: Path, resume: bool) -> None:
@@ -300,9 +352,11 @@ def prepare_out(out: Path, resume: bool) -> bool:
 # --- checkpoints ---------------------------------------------------------------------------
 
 
-def save_checkpoint(run: Run, optimizer: Any, scheduler: Any, state: RunState) -> None:
+def save_checkpoint(
+    run: Run, optimizer: Any, scheduler: Any, state: RunState, scaler: Any = None
+) -> None:
     """Write the whole run state atomically to ``OUT/checkpoint.pt``."""
-    data = {
+    data: dict[str, Any] = {
         "version": CHECKPOINT_VERSION,
         "identity": json.dumps(run_identity(run), sort_keys=True),
         "trainable": run.pm.trainable_state_dict(),
@@ -311,11 +365,16 @@ def save_checkpoint(run: Run, optimizer: Any, scheduler: Any, state: RunState) -
         "rng": rng_states(),
         "state": dataclasses.asdict(state) | {"best_tensors": state.best_tensors},
     }
+    if scaler is not None and scaler.is_enabled():
+        data["scaler"] = scaler.state_dict()
     write_atomic(run.out / CHECKPOINT, lambda tmp: torch.save(data, tmp))
 
 
-def load_checkpoint(run: Run, optimizer: Any, scheduler: Any) -> RunState:
-    """Restore a run from ``OUT/checkpoint.pt``; the run's settings must be the saved ones."""
+def load_checkpoint(run: Run, optimizer: Any, scheduler: Any, scaler: Any = None) -> RunState:
+    """Restore a run from ``OUT/checkpoint.pt``; the run's settings must be the saved ones.
+
+    The checkpoint loads on any device: tensors are read on the CPU and copied to the
+    prompt's (the optimizer moves its state to its parameters' device)."""
     path = run.out / CHECKPOINT
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
@@ -337,6 +396,8 @@ def load_checkpoint(run: Run, optimizer: Any, scheduler: Any) -> RunState:
     run.pm.load_trainable_state_dict(data["trainable"])
     optimizer.load_state_dict(data["optimizer"])
     scheduler.load_state_dict(data["scheduler"])
+    if scaler is not None and "scaler" in data:
+        scaler.load_state_dict(data["scaler"])
     set_rng_states(data["rng"])
     return RunState(**data["state"])
 
@@ -364,14 +425,17 @@ def train(
         pm.param_groups(cfg.value("lr"), cfg.head_lr), weight_decay=cfg.value("weight_decay")
     )
     scheduler = LambdaLR(optimizer, lr_lambda(cfg))
+    scaler = loss_scaler(pm)
     if has_checkpoint:
-        state = load_checkpoint(run, optimizer, scheduler)
+        state = load_checkpoint(run, optimizer, scheduler, scaler)
     else:
         state = RunState()
         seed_everything(cfg.seed)
     validation = subset(run.task.validation, cfg.max_eval_examples)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     examples_per_step = cfg.batch_size * cfg.grad_accum
+    pm.gradient_checkpointing = cfg.gradient_checkpointing
+    memory = StepMemory(base_device(pm))
     train_mode(pm)
     bar = tqdm(
         total=cfg.steps,
@@ -383,9 +447,13 @@ def train(
         dynamic_ncols=True,
     )
     while state.step < cfg.steps and not state.stopped_early:
+        memory.start()
         t0 = time.perf_counter()
-        loss = train_step(run, state, params, optimizer, scheduler)
+        loss = train_step(run, state, params, optimizer, scheduler, scaler)
         state.train_seconds += time.perf_counter() - t0
+        added = memory.stop()
+        if added is not None:
+            state.step_peak_mb = max(added, state.step_peak_mb or 0.0)
         state.step += 1
         state.losses.append(loss)
         bar.update()
@@ -395,9 +463,18 @@ def train(
             validate(run, state, validation, bar if progress else None)
         last = state.step == cfg.steps or state.stopped_early
         if state.step % cfg.checkpoint_every == 0 or last:
-            save_checkpoint(run, optimizer, scheduler, state)
+            save_checkpoint(run, optimizer, scheduler, state, scaler)
     bar.close()
-    return finish(run, state, len(validation), progress, spec)
+    peak = state.step_peak_mb
+    extra: dict[str, Any] = {
+        "step_peak_memory": {
+            "mb": None if peak is None else round(peak, 1),
+            "measure": memory.measure,
+        }
+    }
+    if scaler.is_enabled():
+        extra["loss_scale"] = {"final": scaler.get_scale(), "skipped_steps": state.skipped_steps}
+    return finish(run, state, len(validation), progress, spec, extra)
 
 
 def train_step(
@@ -406,8 +483,12 @@ def train_step(
     params: Sequence[torch.nn.Parameter],
     optimizer: Any,
     scheduler: Any,
+    scaler: Any = None,
 ) -> float:
-    """One optimizer step over ``grad_accum`` micro-batches; → the step's mean loss."""
+    """One optimizer step over ``grad_accum`` micro-batches; → the step's mean loss.
+
+    With an enabled loss ``scaler`` (a float16 base) the loss is scaled before backward and the
+    gradients unscaled before clipping; a step with non-finite gradients is skipped."""
     cfg, train = run.cfg, run.task.train
     total = 0.0
     for _ in range(cfg.grad_accum):
@@ -415,12 +496,23 @@ def train_step(
         state.position += cfg.batch_size
         batch = run.objective.collate([train[i] for i in index])
         loss = run.objective.loss(run.pm, batch) / cfg.grad_accum
-        loss.backward()
+        if scaler is not None and scaler.is_enabled():
+            scaler.scale(loss).backward()
+        else:
+            loss.backward()
         total += loss.item()
     if not math.isfinite(total):
         raise ValueError(f"the training loss is {total} at step {state.step + 1}: lower --lr")
-    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-    optimizer.step()
+    if scaler is not None and scaler.is_enabled():
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        scale = scaler.get_scale()
+        scaler.step(optimizer)
+        scaler.update()
+        state.skipped_steps += int(scaler.get_scale() < scale)  # the scale drops on a skip
+    else:
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return total
@@ -452,9 +544,15 @@ def validate(run: Run, state: RunState, examples: Sequence[Example], bar: Any) -
 
 
 def finish(
-    run: Run, state: RunState, n_validation: int, progress: bool, spec: dict[str, Any] | None
+    run: Run,
+    state: RunState,
+    n_validation: int,
+    progress: bool,
+    spec: dict[str, Any] | None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Restore the best tensors, test, zero-shot, save the prompt and ``results.json``."""
+    """Restore the best tensors, test, zero-shot, save the prompt and ``results.json``
+    (``extra``: more entries for it, e.g. the steps' peak memory)."""
     cfg, pm = run.cfg, run.pm
     if state.best_tensors is not None:
         pm.load_trainable_state_dict(state.best_tensors)
@@ -476,6 +574,8 @@ def finish(
         "seed": cfg.seed,
         "trainable_params": pm.num_trainable() | {"total": sum(pm.num_trainable().values())},
         "prompt_path": {"shared_prefix": pm.shares_prefix(), "reason": pm.unshared_reason()},
+        "device": str(base_device(pm)),
+        "dtype": dtype_name(base_dtype(pm)),
         "steps": state.step,
         "stopped_early": state.stopped_early,
         "train_seconds": round(state.train_seconds, 3),
@@ -491,6 +591,7 @@ def finish(
     }
     if reason is not None:
         results["zero_shot_reason"] = reason
+    results |= extra or {}
     if spec is not None:
         results["spec"] = spec
     save_artifact(run, state, test_metrics)
