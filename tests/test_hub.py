@@ -97,3 +97,12 @@ def test_unknown_hub_id_on_the_command_line(hub: Path, tmp_path: Path, capsys) -
     err = capsys.readouterr().err.strip()
     assert err.startswith("lrpt: error: model 'lrpt-test/missing' at revision 'main' is not in")
     assert len(err.splitlines()) == 1
+
+
+def test_placed_hub_model_keeps_its_revision(hub: Path) -> None:
+    loaded = lrpt.load_model("lrpt-test/tiny-llama", revision="v0", dtype="bfloat16")
+    assert (loaded.revision, loaded.name) == (OTHER, "lrpt-test/tiny-llama")
+    weight = loaded.model.get_input_embeddings().weight
+    original = tiny("causal").model.get_input_embeddings().weight
+    assert weight.dtype == torch.bfloat16
+    assert torch.equal(weight, (2 * original).to(torch.bfloat16))
