@@ -197,7 +197,7 @@ def test_paper_suite() -> None:
 def test_suite_not_found(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.chdir(ROOT)
     assert main(["bench", "--suite", "nope"]) == 2
-    assert "suites in bench/suites: paper, quick, tiny" in capsys.readouterr().err
+    assert "suites in bench/suites: bf16, paper, quick, tiny" in capsys.readouterr().err
     assert main(["bench", "--speed", "--list"]) == 2
     assert "--list goes with --suite" in capsys.readouterr().err
     assert main(["bench", "--suite", "tiny", "--batch-size", "8", "--model", "m"]) == 2
