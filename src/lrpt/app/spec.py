@@ -34,13 +34,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lrpt.app.data.datasets import METRICS, TASKS
 from lrpt.app.data.tasks import DEFAULT_MAX_INPUT_TOKENS, check_max_input_tokens
+from lrpt.app.fields import describe
 from lrpt.app.training.loop import TrainConfig
 from lrpt.family import Family
 from lrpt.methods import METHODS, make_config
@@ -48,32 +49,6 @@ from lrpt.placement import DTYPE_CHOICES, check_device_name, check_dtype_name
 
 TRAINABLE_FAMILIES = tuple(f.value for f in Family if f != Family.BASE)  # what a prompt trains on
 OBJECTIVES = ("classify", "generate")
-
-
-def describe(
-    help: str,
-    *,
-    flag: str | None = None,
-    metavar: str | None = None,
-    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None,
-    zero_is_none: bool = False,
-) -> dict[str, Any]:
-    """A spec field's metadata: its help text and how its command-line flag reads it.
-
-    ``flag``: the flag's name when it is not ``--field-name``; ``choices``: the allowed values,
-    or a function giving them when the parser is built (the method registry can grow);
-    ``zero_is_none``: the flag's value 0 means None ("all").
-    """
-    meta: dict[str, Any] = {"help": help}
-    if flag is not None:
-        meta["flag"] = flag
-    if metavar is not None:
-        meta["metavar"] = metavar
-    if choices is not None:
-        meta["choices"] = choices
-    if zero_is_none:
-        meta["zero_is_none"] = True
-    return meta
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from lrpt.app.data.datasets import Example, TaskData
 from lrpt.app.data.tasks import Objective
+from lrpt.app.fields import describe
 from lrpt.app.training.evaluate import Unprompted, evaluate, subset
 from lrpt.app.training.memory import StepMemory
 from lrpt.family import Family
@@ -70,16 +71,6 @@ def method_defaults(method: str) -> dict[str, float]:
     return dataclasses.asdict(method_class(method).training_defaults)
 
 
-def _help(text: str, *, metavar: str | None = None, zero_is_none: bool = False) -> dict[str, Any]:
-    """A training option's metadata: help text and how its flag reads it (see lrpt.app.spec)."""
-    meta: dict[str, Any] = {"help": text}
-    if metavar is not None:
-        meta["metavar"] = metavar
-    if zero_is_none:
-        meta["zero_is_none"] = True
-    return meta
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Training hyper-parameters: each declared once, here; ``lrpt train``'s flags derive from
@@ -87,43 +78,45 @@ class TrainConfig:
     ``head_lr``, ``weight_decay`` and ``warmup`` None = the method's default
     (:meth:`resolved`)."""
 
-    steps: int = field(default=100, metadata=_help("optimizer steps"))
-    batch_size: int = field(default=16, metadata=_help("examples per micro-batch"))
-    grad_accum: int = field(default=1, metadata=_help("micro-batches per step"))
-    lr: float | None = field(default=None, metadata=_help("learning rate (default: per method)"))
+    steps: int = field(default=100, metadata=describe("optimizer steps"))
+    batch_size: int = field(default=16, metadata=describe("examples per micro-batch"))
+    grad_accum: int = field(default=1, metadata=describe("micro-batches per step"))
+    lr: float | None = field(default=None, metadata=describe("learning rate (default: per method)"))
     head_lr: float | None = field(
-        default=None, metadata=_help("encoder classifiers' head learning rate")
+        default=None, metadata=describe("encoder classifiers' head learning rate")
     )
-    weight_decay: float | None = field(default=None, metadata=_help("(default: per method)"))
+    weight_decay: float | None = field(default=None, metadata=describe("(default: per method)"))
     warmup: float | None = field(
-        default=None, metadata=_help("warmup as a fraction of the steps (default: per method)")
+        default=None, metadata=describe("warmup as a fraction of the steps (default: per method)")
     )
-    max_grad_norm: float = field(default=1.0, metadata=_help("gradient-norm clipping"))
-    eval_every: int = field(default=25, metadata=_help("validate every N steps"))
-    eval_batch_size: int = field(default=32, metadata=_help("examples per evaluation batch"))
+    max_grad_norm: float = field(default=1.0, metadata=describe("gradient-norm clipping"))
+    eval_every: int = field(default=25, metadata=describe("validate every N steps"))
+    eval_batch_size: int = field(default=32, metadata=describe("examples per evaluation batch"))
     max_eval_examples: int | None = field(
         default=200,
-        metadata=_help("validation examples (a fixed seeded sample; 0 = all)", zero_is_none=True),
+        metadata=describe(
+            "validation examples (a fixed seeded sample; 0 = all)", zero_is_none=True
+        ),
     )
     max_test_examples: int | None = field(
         default=1000,
-        metadata=_help("test examples (a fixed seeded sample; 0 = all)", zero_is_none=True),
+        metadata=describe("test examples (a fixed seeded sample; 0 = all)", zero_is_none=True),
     )
     patience: int | None = field(
-        default=None, metadata=_help("stop after N validations without improvement")
+        default=None, metadata=describe("stop after N validations without improvement")
     )
-    checkpoint_every: int = field(default=10, metadata=_help("checkpoint every K steps",
+    checkpoint_every: int = field(default=10, metadata=describe("checkpoint every K steps",
                                                                  metavar="K"))  # fmt: skip
     seed: int = field(
         default=0,
-        metadata=_help(
+        metadata=describe(
             "seeds torch, random, numpy, the data order and the method's initialisation",
             metavar="S",
         ),
     )
     gradient_checkpointing: bool = field(
         default=False,
-        metadata=_help(
+        metadata=describe(
             "recompute the frozen model's layer activations in the backward pass instead of "
             "keeping them: less memory for about one more forward pass per step; the shared "
             "prefix still runs once per batch"
