@@ -68,10 +68,11 @@ def test_speed_report_in_bf16(capsys, tmp_path) -> None:
     out = tmp_path / "speed.json"
     argv = ["bench", "--speed", "--model", "tiny-llama", "--task", FIXTURE, "--num-tokens", "6",
             "--batch-size", "4", "--rounds", "1", "--methods", "pt", "--dtype", "bfloat16",
-            "--device", "cpu", "--out", str(out)]  # fmt: skip
+            "--device", "cpu", "--against-dtype", "float32", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     table = capsys.readouterr().out
     assert "Frozen model on cpu in bfloat16; prompts float32. Peak MB: process peak RSS" in table
+    assert "| bfloat16 vs float32, same rounds |" in table
     import json
 
     report = json.loads(out.read_text())
@@ -90,3 +91,14 @@ def test_speed_report_in_bf16(capsys, tmp_path) -> None:
     for name in ("pt", "peft pt"):
         assert abs(losses[name] - reference[name]) <= 1e-2 * reference[name], name
     assert losses["peft pt"] != reference["peft pt"]  # PEFT really ran in bf16
+    # --against-dtype float32: pt and PEFT on a float32 copy, timed in the same rounds
+    assert report["against_dtype"] == "float32"
+    assert set(report["training_dtype_ratio"]) == {"pt", "pt (naive)", "peft pt"}
+    against = {row["name"]: row for row in report["training_against_dtype"]}
+    for name in ("pt", "peft pt"):
+        row = against[f"{name} [float32]"]
+        assert len(row["times_s"]) == 1 and row["path"] == next(
+            r["path"] for r in report["training"] if r["name"] == name
+        )
+        assert abs(row["loss_first"] - losses[name]) <= 1e-2 * row["loss_first"]
+        assert row["loss_first"] != losses[name]

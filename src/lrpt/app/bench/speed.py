@@ -12,7 +12,10 @@ for: PEFT's prompt tuning wraps the same copy), alternating between variants rou
   ``VmHWM`` high-water mark, reset through ``/proc/self/clear_refs`` after the model and batch
   are loaded), on CUDA ``max_memory_allocated``;
 * inference throughput (examples/s, answer-position logits of left-padded batches) of lrpt's
-  cached prompt against PEFT, and of a batch mixing 16 different prompts against a one-prompt batch.
+  cached prompt against PEFT, and of a batch mixing 16 different prompts against a one-prompt batch;
+* with ``against_dtype``, a second copy of the frozen model in that precision, whose ``pt`` and
+  PEFT training steps alternate with the others in the same rounds: the step time of each in the
+  main precision relative to the other (bf16 against float32, say).
 
 Each variant's report says which path its prompt took (a shared prefix, or with every row, and
 why). A variant meant to share its prefix that did not (an old or new transformers API, a
@@ -260,11 +263,13 @@ def inference_variants(base: lrpt.LoadedModel, texts: list[str], num_tokens: int
 def run_speed(
     model: str, task: str, *, num_tokens: int, batch_size: int, rounds: int, methods: list[str],
     progress: Callable[[str], None] = print, device: str = "cpu", dtype: str = "float32",
+    against_dtype: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Measure everything; return a JSON-able report.
 
     ``device`` and ``dtype`` place the frozen base model (``auto`` as in ``lrpt train``); PEFT
     runs on the same copy, so both sides run in that precision. Prompts stay float32.
+    ``against_dtype``: also time ``pt`` and PEFT on a copy in that precision, in the same rounds.
     """
     torch.manual_seed(0)
     where = resolve_device(device)
@@ -274,9 +279,18 @@ def run_speed(
         raise ValueError(f"the speed benchmark needs a causal LM; {model!r} is {base.family}")
     texts, answers, _ = task_texts(task, batch_size)
     batch = to_device(train_batch(base.tokenizer, texts, answers), where)
-    progress(f"training steps: {len(methods) + 2} variants × {rounds} rounds")
     train = training_variants(base, batch, num_tokens, methods)
-    measure(train, rounds)
+    other: list[Variant] = []
+    if against_dtype is not None:
+        against = dtype_name(resolve_dtype(against_dtype, where))
+        if against == precision:
+            raise ValueError(f"--against-dtype {against_dtype!r} is the benchmark's own dtype")
+        second = lrpt.load_model(model, device=where, dtype=against)
+        other = training_variants(second, batch, num_tokens, ["pt"])
+        for v in other:
+            v.name = f"{v.name} [{against}]"
+    progress(f"training steps: {len(train) + len(other)} variants × {rounds} rounds")
+    measure(train + other, rounds)
     progress("peak memory: one child process per training variant")
     names = [v.name for v in train]
     peaks = peak_memory(model, task, num_tokens, batch_size, names, str(where), precision)
@@ -307,7 +321,20 @@ def run_speed(
             if "bank, 16 prompts" in by
             else {"refused": f"no shared prefix: {by['lrpt pt (cached prefix)'].unshared}"}
         ),
-    }  # fmt: skip
+    } | (_against(train, other, against) if other else {})  # fmt: skip
+
+
+def _against(train: list[Variant], other: list[Variant], against: str) -> dict[str, Any]:
+    """The report's precision section: each ``other`` variant (named ``"NAME [against]"``) and
+    the step-time ratio of ``NAME`` in ``train`` (the benchmark's own precision) to it."""
+    by = {v.name: v for v in train}
+    return {
+        "against_dtype": against,
+        "training_against_dtype": [_summary(v) for v in other],
+        "training_dtype_ratio": {
+            name: ratios(by[name], v) for v in other if (name := v.name.removesuffix(f" [{against}]")) in by
+        },
+    }
 
 
 def _inverse(r: dict[str, Any]) -> dict[str, Any]:
@@ -362,4 +389,11 @@ def markdown(report: dict[str, Any]) -> str:
     r = report["mixed_vs_single_throughput"]
     lines.append(f"| mixed batch of {report['batch_size']} prompts / one-prompt batch, examples/s "
                  f"| {_cells(r)} |")  # fmt: skip
+    if "against_dtype" in report:
+        against = report["against_dtype"]
+        lines += ["", f"| {report['dtype']} vs {against}, same rounds | median s in {against} "
+                      "| step time ratio (min / median / max) |", "|---|---|---|"]  # fmt: skip
+        medians = {row["name"]: row["median_s"] for row in report["training_against_dtype"]}
+        for name, r in report["training_dtype_ratio"].items():
+            lines.append(f"| {name} | {medians[f'{name} [{against}]']:.2f} | {_cells(r, ' / ')} |")
     return "\n".join(lines)

@@ -19,6 +19,7 @@ SPEED_DEFAULTS = {
     "methods": ",".join(METHODS),
     "device": "auto",
     "dtype": "auto",
+    "against_dtype": None,
     "out": None,
 }
 
@@ -45,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dtype", choices=DTYPE_CHOICES,
         help="the frozen model's precision, for lrpt and PEFT alike (default auto: float32 on "
         "CPU, bfloat16 on CUDA where supported)",
+    )  # fmt: skip
+    speed.add_argument(
+        "--against-dtype", choices=DTYPE_CHOICES,
+        help="also time pt and PEFT on a second copy of the model in this precision, in the same "
+        "rounds, and report the step-time ratio (e.g. --dtype bfloat16 --against-dtype float32)",
     )  # fmt: skip
     speed.add_argument("--out", type=Path, help="write the JSON report here (and .md beside it)")
     suite = parser.add_argument_group("--suite")
@@ -107,7 +113,7 @@ def run_speed_mode(args: argparse.Namespace) -> int:
     report = run_speed(args.model, args.task, num_tokens=args.num_tokens,
                        batch_size=args.batch_size, rounds=args.rounds, methods=methods,
                        progress=lambda m: print(m, file=sys.stderr), device=args.device,
-                       dtype=args.dtype)  # fmt: skip
+                       dtype=args.dtype, against_dtype=args.against_dtype)  # fmt: skip
     table = markdown(report)
     print(table)
     if args.out:
