@@ -328,12 +328,11 @@ def _against(train: list[Variant], other: list[Variant], against: str) -> dict[s
     """The report's precision section: each ``other`` variant (named ``"NAME [against]"``) and
     the step-time ratio of ``NAME`` in ``train`` (the benchmark's own precision) to it."""
     by = {v.name: v for v in train}
+    pairs = [(v.name.removesuffix(f" [{against}]"), v) for v in other]
     return {
         "against_dtype": against,
         "training_against_dtype": [_summary(v) for v in other],
-        "training_dtype_ratio": {
-            name: ratios(by[name], v) for v in other if (name := v.name.removesuffix(f" [{against}]")) in by
-        },
+        "training_dtype_ratio": {name: ratios(by[name], v) for name, v in pairs if name in by},
     }
 
 
