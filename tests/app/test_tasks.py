@@ -187,6 +187,11 @@ def test_causal_generate_loss_matches_model_loss(causal: lrpt.LoadedModel) -> No
     logits = pm(ids, mask).logits[:, :-1]  # position p predicts p + 1
     expected = F.cross_entropy(logits.flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
     torch.testing.assert_close(loss, expected, atol=1e-5, rtol=1e-5)
+    # the head on the targets' window only, the head everywhere: the same gradients too
+    (got,) = torch.autograd.grad(loss, pm.method.prompt_embeddings)
+    (want,) = torch.autograd.grad(expected, pm.method.prompt_embeddings)
+    assert got.abs().max() > 0
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
 
 
 def test_generate_parse() -> None:
