@@ -19,8 +19,8 @@ import torch
 from lrpt.app.cli import main
 from lrpt.app.training.distributed import Dist, DistributedError, describe_difference
 
-STEPS = ["--steps", "100", "--checkpoint-every", "2", "--eval-every", "50", "--lr", "0.03"]
-TOLERANCE = 1e-5  # |2 ranks − 1 process| on the prompt after 100 steps (measured: ~1e-7)
+STEPS = ["--steps", "40", "--checkpoint-every", "2", "--eval-every", "20", "--lr", "0.03"]
+TOLERANCE = 1e-5  # |2 ranks − 1 process| on the prompt after 40 steps (measured: ~1e-7)
 LAUNCH_TIMEOUT = 240  # seconds: a hang fails the test instead of stalling the suite
 
 
@@ -141,6 +141,7 @@ def test_two_ranks_give_the_one_process_prompt(two_ranks: Path, tmp_path: Path) 
     one, two = read_prompt(tmp_path / "one"), read_prompt(two_ranks / "out")
     assert torch.equal(two["method.prompt_embeddings"], ranks[0]["method.prompt_embeddings"])
     diff = (one["method.prompt_embeddings"] - two["method.prompt_embeddings"]).abs().max().item()
+    print(f"max |2 ranks − 1 process| = {diff:.3g}")
     assert 0 <= diff < TOLERANCE, diff  # float reduction order only
     single = json.loads((tmp_path / "one" / "results.json").read_text())
     results = [json.loads((two_ranks / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -176,7 +177,7 @@ def test_resume_after_sigkill_of_every_rank(two_ranks: Path, tmp_path: Path) -> 
     kill_all(proc.pid)  # torchrun and both ranks
     _, err = proc.communicate(timeout=60)
     step = torch.load(checkpoint, weights_only=True)["state"]["step"]
-    assert 0 < step < 100 and not (killed / "results.json").exists(), err.decode()[-2000:]
+    assert 0 < step < 40 and not (killed / "results.json").exists(), err.decode()[-2000:]
 
     done = launch(torchrun("-m", "lrpt", *train_args(killed, "--resume")))
     assert done.returncode == 0, done.stderr[-3000:]
