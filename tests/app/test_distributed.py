@@ -17,7 +17,13 @@ import pytest
 import torch
 
 from lrpt.app.cli import main
-from lrpt.app.training.distributed import Dist, DistributedError, describe_difference
+from lrpt.app.training.distributed import (
+    SINGLE,
+    Dist,
+    DistributedError,
+    describe_difference,
+    from_environment,
+)
 
 STEPS = ["--steps", "40", "--checkpoint-every", "2", "--eval-every", "20", "--lr", "0.03"]
 TOLERANCE = 1e-5  # |2 ranks − 1 process| on the prompt after 40 steps (measured: ~1e-7)
@@ -107,7 +113,7 @@ def two_ranks(tmp_path_factory: pytest.TempPathFactory, data: None) -> Path:
     where = tmp_path_factory.mktemp("two-ranks")
     driver = where / "driver.py"
     driver.write_text(RANK_DRIVER)
-    done = launch(torchrun(str(driver), *train_args(where / "out")[:]))
+    done = launch(torchrun(str(driver), *train_args(where / "out")))
     assert done.returncode == 0, done.stderr[-3000:]
     return where
 
@@ -158,18 +164,15 @@ def test_one_writer(two_ranks: Path) -> None:
     out = two_ranks / "out"
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "prompt", "results.json"]
     written = json.loads((out / "results.json").read_text())
-    assert written["train_loss"] == json.loads((two_ranks / "rank0.json").read_text())[
-        "train_loss"
-    ]
+    rank0 = json.loads((two_ranks / "rank0.json").read_text())
+    assert written["train_loss"] == rank0["train_loss"]
     assert torch.load(out / "checkpoint.pt", weights_only=True)["world_size"] == 2
 
 
 def test_resume_after_sigkill_of_every_rank(two_ranks: Path, tmp_path: Path) -> None:
     killed = tmp_path / "killed"
     cmd = torchrun("-m", "lrpt", *train_args(killed))
-    proc = subprocess.Popen(
-        cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     checkpoint = killed / "checkpoint.pt"
     deadline = time.monotonic() + LAUNCH_TIMEOUT
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -239,7 +242,10 @@ def test_a_rank_that_dies_ends_the_run(tmp_path: Path) -> None:
 
 
 def test_a_launcher_that_started_one_process(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     assert main([*train_args(tmp_path / "out"), "--processes", "2"]) == 2
     assert capsys.readouterr().err == "lrpt: error: --processes 2: the launcher started 1 process\n"
@@ -248,6 +254,16 @@ def test_a_launcher_that_started_one_process(
     err = capsys.readouterr().err
     assert "accelerate launch --cpu runs one process" in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+    with caplog.at_level("WARNING"):
+        assert from_environment("cpu") is SINGLE  # no --processes: one process, a warning
+    assert "training in one process (accelerate launch --cpu runs one process" in caplog.text
+
+
+@pytest.mark.parametrize("engine", ["FSDP", "DEEPSPEED"])
+def test_sharding_engines_are_refused(monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
+    monkeypatch.setenv(f"ACCELERATE_USE_{engine}", "true")  # accelerate launch --use_fsdp …
+    with pytest.raises(DistributedError, match="does not shard it"):
+        from_environment("cpu")
 
 
 def test_the_global_batch_must_split_evenly() -> None:

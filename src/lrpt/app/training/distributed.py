@@ -43,6 +43,11 @@ import torch
 from lrpt.errors import LrptError
 
 DEFAULT_TIMEOUT = 600.0  # seconds a collective may wait for the other ranks
+ONE_PROCESS_HINT = (
+    "accelerate launch --cpu runs one process whatever --num_processes says: use torchrun "
+    "--nproc_per_node N or accelerate launch --multi_gpu --num_processes N"
+)
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -181,6 +186,31 @@ def launched_world() -> int:
     return world
 
 
+def launch_check(processes: int | None) -> int:
+    """The number of processes the launcher started, checked against ``processes`` (if given);
+    sharding launches (accelerate's FSDP, DeepSpeed) are refused."""
+    if processes is not None and (not isinstance(processes, int) or processes < 1):
+        raise ValueError(f"--processes must be an integer ≥ 1, got {processes!r}")
+    for engine in ("FSDP", "DEEPSPEED"):
+        if os.environ.get(f"ACCELERATE_USE_{engine}", "").lower() == "true":
+            raise DistributedError(
+                f"accelerate launch with {engine.replace('DEEPSPEED', 'DeepSpeed')}: lrpt "
+                "replicates the frozen base on every rank and does not shard it; launch "
+                "without an FSDP or DeepSpeed configuration"
+            )
+    world = launched_world()
+    accelerate_cpu = world == 1 and os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true"
+    if processes is not None and processes != world:
+        hint = f" ({ONE_PROCESS_HINT.replace(' N', f' {processes}')})" if accelerate_cpu else ""
+        raise DistributedError(
+            f"--processes {processes}: the launcher started {world} process"
+            f"{'es' if world > 1 else ''}{hint}"
+        )
+    if accelerate_cpu and processes is None:
+        log.warning("lrpt: training in one process (%s)", ONE_PROCESS_HINT)
+    return world
+
+
 def from_environment(
     device: str = "auto", *, processes: int | None = None, timeout: float = DEFAULT_TIMEOUT
 ) -> Dist:
@@ -192,23 +222,9 @@ def from_environment(
     that started another number is an error (``accelerate launch --cpu`` runs one process
     whatever ``--num_processes`` says). ``timeout``: seconds any collective may wait.
     """
-    if processes is not None and (not isinstance(processes, int) or processes < 1):
-        raise ValueError(f"--processes must be an integer ≥ 1, got {processes!r}")
     if not timeout > 0:
         raise ValueError(f"--dist-timeout must be > 0 seconds, got {timeout}")
-    world = launched_world()
-    if processes is not None and processes != world:
-        hint = (
-            " (accelerate launch --cpu runs one process whatever --num_processes says: use "
-            f"torchrun --nproc_per_node {processes} or accelerate launch --multi_gpu "
-            f"--num_processes {processes})"
-            if world == 1 and os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true"
-            else ""
-        )
-        raise DistributedError(
-            f"--processes {processes}: the launcher started {world} process"
-            f"{'es' if world > 1 else ''}{hint}"
-        )
+    world = launch_check(processes)
     if world == 1:
         return SINGLE
     if device not in ("auto", "cpu", "cuda"):
