@@ -394,8 +394,8 @@ def load_checkpoint(run: Run, optimizer: Any, scheduler: Any, scaler: Any = None
         raise ValueError(
             f"cannot resume {str(run.out)!r}: its checkpoint was written by a run of "
             f"{_processes(saved_world)}, this run has {_processes(run.dist.world)}; resume it "
-            f"with {saved_world} (another number of processes splits the batches otherwise "
-            "and would not continue the same run)"
+            f"with {_processes(saved_world)} (with another number the per-rank batches, and so "
+            "the float sums, would differ from the run's)"
         )
     saved, current = json.loads(data["identity"]), run_identity(run)
     if saved != current:
@@ -448,8 +448,9 @@ def train(
     else:
         state = RunState()
         seed_everything(cfg.seed)
-    start = {"step": state.step, "prompt": fingerprint(pm.trainable_state_dict())}
-    dist.check_same("where the run starts (checkpoint step, prompt hash)", start)
+    if dist.active:
+        start = {"step": state.step, "prompt": fingerprint(pm.trainable_state_dict())}
+        dist.check_same("where the run starts (checkpoint step, prompt hash)", start)
     validation = subset(run.task.validation, cfg.max_eval_examples)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     examples_per_step = cfg.batch_size * cfg.grad_accum
@@ -482,8 +483,9 @@ def train(
             validate(run, state, validation, bar if progress else None)
         last = state.step == cfg.steps or state.stopped_early
         if state.step % cfg.checkpoint_every == 0 or last:
-            prompt = fingerprint(pm.trainable_state_dict())
-            dist.check_same(f"the prompt after step {state.step} (its hash)", prompt)
+            if dist.active:
+                prompt = fingerprint(pm.trainable_state_dict())
+                dist.check_same(f"the prompt after step {state.step} (its hash)", prompt)
             if dist.main:
                 save_checkpoint(run, optimizer, scheduler, state, scaler)
     bar.close()
