@@ -95,11 +95,15 @@ RANK_DRIVER = textwrap.dedent(
     from lrpt.app.training.distributed import from_environment
     from lrpt.app.training.loop import train
 
-    spec = run_spec(build_parser().parse_args(sys.argv[1:]))
-    dist = from_environment(spec.model.device)
+    args = build_parser().parse_args(sys.argv[1:])
+    spec = run_spec(args)
+    dist = from_environment(spec.model.device, fsdp=args.fsdp)
     out = Path(spec.out)
     run = prepare(spec, out, dist)
     results = train(run, progress=False)
+    weight = run.pm.model.model.layers[0].mlp.up_proj.weight  # (dff, d), sharded by rows
+    local = weight.to_local() if hasattr(weight, "to_local") else weight
+    results["block_rows"] = [local.shape[0], weight.shape[0]]
     torch.save(run.pm.trainable_state_dict(), out.parent / f"rank{dist.rank}.pt")
     (out.parent / f"rank{dist.rank}.json").write_text(json.dumps(results))
     dist.close()
@@ -107,15 +111,31 @@ RANK_DRIVER = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory: pytest.TempPathFactory, data: None) -> Path:
-    """One uninterrupted 2-rank run; → its directory (``out/``, ``rank{0,1}.{pt,json}``)."""
-    where = tmp_path_factory.mktemp("two-ranks")
+def driven(where: Path, *extra: str) -> Path:
+    """An uninterrupted 2-rank run; → its directory (``out/``, ``rank{0,1}.{pt,json}``)."""
     driver = where / "driver.py"
     driver.write_text(RANK_DRIVER)
-    done = launch(torchrun(str(driver), *train_args(where / "out")))
+    done = launch(torchrun(str(driver), *train_args(where / "out", *extra)))
     assert done.returncode == 0, done.stderr[-3000:]
     return where
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory: pytest.TempPathFactory, data: None) -> Path:
+    return driven(tmp_path_factory.mktemp("two-ranks"))
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory: pytest.TempPathFactory, data: None) -> Path:
+    """The same run in one process (this one)."""
+    out = tmp_path_factory.mktemp("one-process") / "out"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(train_args(out)) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
 
 
 def kill_all(pid: int) -> None:
@@ -139,25 +159,44 @@ def read_prompt(out: Path) -> dict[str, torch.Tensor]:
     return safetensors.torch.load_file(out / "prompt" / "prompt.safetensors")
 
 
-def test_two_ranks_give_the_one_process_prompt(two_ranks: Path, tmp_path: Path) -> None:
+def test_two_ranks_give_the_one_process_prompt(two_ranks: Path, one_process: Path) -> None:
+    compare_with_one_process(two_ranks, one_process)
+    results = json.loads((two_ranks / "rank1.json").read_text())
+    assert results["distributed"] == {
+        "processes": 2, "backend": "gloo", "per_rank_batch_size": 2, "fsdp": False,
+    }  # fmt: skip
+    assert results["block_rows"] == [128, 128]  # every rank holds the whole model
+
+
+def compare_with_one_process(two_ranks: Path, one_process: Path) -> None:
     ranks = [torch.load(two_ranks / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     for name in ranks[0]:  # every rank holds the same prompt, bit for bit
         assert torch.equal(ranks[0][name], ranks[1][name]), name
-    assert main(train_args(tmp_path / "one")) == 0
-    one, two = read_prompt(tmp_path / "one"), read_prompt(two_ranks / "out")
+    one, two = read_prompt(one_process), read_prompt(two_ranks / "out")
     assert torch.equal(two["method.prompt_embeddings"], ranks[0]["method.prompt_embeddings"])
     diff = (one["method.prompt_embeddings"] - two["method.prompt_embeddings"]).abs().max().item()
     print(f"max |2 ranks − 1 process| = {diff:.3g}")
     assert 0 <= diff < TOLERANCE, diff  # float reduction order only
-    single = json.loads((tmp_path / "one" / "results.json").read_text())
+    single = json.loads((one_process / "results.json").read_text())
     results = [json.loads((two_ranks / f"rank{r}.json").read_text()) for r in (0, 1)]
     for key in ("test", "zero_shot_test", "validation_history", "best_validation"):
         assert results[0][key] == results[1][key] == single[key], key
     losses = torch.tensor(results[0]["train_loss"])
     torch.testing.assert_close(losses, torch.tensor(single["train_loss"]), rtol=1e-5, atol=1e-5)
-    assert results[0]["distributed"] == {"processes": 2, "backend": "gloo",
-                                         "per_rank_batch_size": 2}  # fmt: skip
     assert "distributed" not in single
+
+
+def test_fsdp_shards_the_blocks_and_gives_the_same_prompt(
+    tmp_path: Path, one_process: Path
+) -> None:
+    """The frozen model's blocks sharded over 2 ranks (FSDP2 on gloo): the same prompt."""
+    driven(tmp_path, "--fsdp")
+    compare_with_one_process(tmp_path, one_process)
+    for rank in (0, 1):
+        results = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert results["distributed"]["fsdp"] is True
+        assert results["block_rows"] == [64, 128]  # each rank holds half of every block
+        assert results["prompt_path"]["shared_prefix"] is False
 
 
 def test_one_writer(two_ranks: Path) -> None:
@@ -262,7 +301,9 @@ def test_a_launcher_that_started_one_process(
 @pytest.mark.parametrize("engine", ["FSDP", "DEEPSPEED"])
 def test_sharding_engines_are_refused(monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
     monkeypatch.setenv(f"ACCELERATE_USE_{engine}", "true")  # accelerate launch --use_fsdp …
-    with pytest.raises(DistributedError, match="does not shard it"):
+    with pytest.raises(
+        DistributedError, match=r"shards the frozen base itself \(lrpt train --fsdp\)"
+    ):
         from_environment("cpu")
 
 

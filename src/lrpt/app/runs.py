@@ -16,7 +16,7 @@ from lrpt.app.data.datasets import TASKS, TaskData, load_task, load_user_data
 from lrpt.app.data.metrics import is_regression
 from lrpt.app.data.tasks import TaskSpec, make_objective, parse_verbalizer, task_spec, unescape
 from lrpt.app.spec import DataSpec, RunSpec
-from lrpt.app.training.distributed import SINGLE, Dist, from_environment
+from lrpt.app.training.distributed import SINGLE, Dist, from_environment, shard_base
 from lrpt.app.training.loop import Run, check_out, train
 from lrpt.family import Family
 from lrpt.methods import method_class
@@ -82,16 +82,21 @@ def prepare(spec: RunSpec, out: Path, dist: Dist = SINGLE) -> Run:
     (``dist``: this process's rank in a distributed run, whose device it takes)."""
     from lrpt.base_models import load_model
     from lrpt.model import prompt_model
-    from lrpt.placement import resolve_device
+    from lrpt.placement import resolve_device, resolve_dtype
 
     # an unavailable device fails before loading
     device = dist.device if dist.device is not None else resolve_device(spec.model.device)
+    if dist.fsdp and spec.training.gradient_checkpointing:
+        raise ValueError("--fsdp and --gradient-checkpointing cannot be combined yet")
     task = load_data(spec.data)
     num_labels = 1 if is_regression(task.metric) else len(task.labels)
     loaded = load_model(
         spec.model.name, family=spec.model.family, num_labels=num_labels,
-        revision=spec.model.revision, device=device, dtype=spec.model.dtype,
+        revision=spec.model.revision, device="cpu" if dist.fsdp else device,
+        dtype=resolve_dtype(spec.model.dtype, device) if dist.fsdp else spec.model.dtype,
     )  # fmt: skip
+    if dist.fsdp:  # the blocks sharded onto the ranks' devices (see distributed.shard_base)
+        shard_base(loaded.model, device, dist.world)
     if loaded.family != Family.ENCODER and spec.training.head_lr is not None:
         raise ValueError(
             f"--head-lr is for encoder classifiers; {spec.model.name!r} is {loaded.family}"
@@ -105,9 +110,9 @@ def prepare(spec: RunSpec, out: Path, dist: Dist = SINGLE) -> Run:
     encoder, encoder_key = load_encoder(
         spec.method.key, spec.model.name, spec.model.encoder, device
     )
-    pm = prompt_model(
+    pm = prompt_model(  # FSDP: no shared prefix (see lrpt.app.training.distributed)
         spec.method.key, loaded.model, loaded.tokenizer, encoder=encoder,
-        seed=spec.training.seed, **spec.method.options,
+        seed=spec.training.seed, share_prefix=not dist.fsdp, **spec.method.options,
     )  # fmt: skip
     model = {"name": model_source(spec.model.name), "family": loaded.family, "encoder": encoder_key}
     if loaded.revision is not None:

@@ -56,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "launch): refuse to run with another",
     )
     parser.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="under a launcher: shard the frozen model's transformer blocks over the processes "
+        "(FSDP2); the embeddings and the prompt stay replicated",
+    )
+    parser.add_argument(
         "--dist-timeout",
         type=float,
         default=DEFAULT_TIMEOUT,
@@ -84,7 +90,9 @@ def run_spec(args: argparse.Namespace) -> RunSpec:
 
 def run(args: argparse.Namespace) -> int:
     spec = run_spec(args)
-    dist = from_environment(spec.model.device, processes=args.processes, timeout=args.dist_timeout)
+    dist = from_environment(
+        spec.model.device, processes=args.processes, timeout=args.dist_timeout, fsdp=args.fsdp
+    )
     try:
         results = train_spec(spec, resume=args.resume, progress=not args.quiet, dist=dist)
     finally:
@@ -107,6 +115,7 @@ def summary(results: dict[str, Any], out: Path) -> str:
         lines.append(
             f"{dist['processes']} processes ({dist['backend']}), "
             f"{dist['per_rank_batch_size']} examples per rank and micro-batch"
+            + (", the frozen model's blocks sharded (FSDP)" if dist["fsdp"] else "")
         )
     path = results["prompt_path"]
     if path["shared_prefix"]:

@@ -22,6 +22,15 @@ What the training loop asks of a :class:`Dist`:
 * :meth:`Dist.check_same`: all ranks must agree on a value (the run spec, the prompt's bytes),
   else every rank raises :class:`DistributedError` naming where they differ.
 
+With ``fsdp`` the frozen base's transformer blocks are sharded over the ranks with FSDP2's
+``fully_shard`` (:func:`shard_base`): each rank keeps ``1/world`` of every block and gathers a
+block's weights while it runs (forward, and again in the backward pass). The input embeddings
+(and a head tied to them) stay replicated, so the prompt's vocabulary initialisation, its
+insertion and the artifact's embedding fingerprint read them as in one process. A sharded
+block's forward is a collective, so under ``fsdp`` every rank runs every evaluation batch
+(:attr:`Dist.evaluation`); the prompt runs with every row (no shared prefix: the prefix's
+keys and values reach the rows through the cache, a path FSDP's backward hooks do not see).
+
 Rank 0 (:attr:`Dist.main`) alone writes checkpoints, the artifact and ``results.json`` and shows
 progress. A collective that fails (a rank died, or did not answer within the timeout) raises
 :class:`DistributedError`, a one-line error on every rank still running.
@@ -64,6 +73,7 @@ class Dist:
     device: torch.device | None = None  # the rank's device (None: as the run spec says)
     backend: str | None = None
     timeout: float = DEFAULT_TIMEOUT
+    fsdp: bool = False  # the frozen base's blocks sharded over the ranks (shard_base)
     accelerator: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -74,6 +84,12 @@ class Dist:
     @property
     def active(self) -> bool:
         return self.world > 1
+
+    @property
+    def evaluation(self) -> Dist:
+        """How evaluation is split: round-robin over the ranks, or (``fsdp``: every forward is a
+        collective) every rank runs every batch."""
+        return SINGLE if self.fsdp else self
 
     def per_rank(self, batch_size: int) -> int:
         """The examples each rank takes of a global batch of ``batch_size``."""
@@ -195,8 +211,8 @@ def launch_check(processes: int | None) -> int:
         if os.environ.get(f"ACCELERATE_USE_{engine}", "").lower() == "true":
             raise DistributedError(
                 f"accelerate launch with {engine.replace('DEEPSPEED', 'DeepSpeed')}: lrpt "
-                "replicates the frozen base on every rank and does not shard it; launch "
-                "without an FSDP or DeepSpeed configuration"
+                "shards the frozen base itself (lrpt train --fsdp); launch without an FSDP or "
+                "DeepSpeed configuration"
             )
     world = launched_world()
     accelerate_cpu = world == 1 and os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true"
@@ -211,8 +227,32 @@ def launch_check(processes: int | None) -> int:
     return world
 
 
+def shard_base(model: torch.nn.Module, device: torch.device, world: int) -> int:
+    """Shard each transformer block of the frozen ``model`` (loaded on the CPU) over the
+    ``world`` ranks onto ``device`` (FSDP2 ``fully_shard``; a block at a time, so the whole
+    model never sits on the device), then move the rest (embeddings, norms, head) there;
+    → the number of blocks sharded."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    from lrpt.checkpointing import checkpointable_layers
+
+    blocks = checkpointable_layers(model)
+    if not blocks:
+        raise ValueError(f"--fsdp: {type(model).__name__} has no transformer blocks to shard")
+    mesh = init_device_mesh(device.type, (world,))
+    for block in blocks:
+        fully_shard(block, mesh=mesh, reshard_after_forward=True)
+    model.to(device)
+    return len(blocks)
+
+
 def from_environment(
-    device: str = "auto", *, processes: int | None = None, timeout: float = DEFAULT_TIMEOUT
+    device: str = "auto",
+    *,
+    processes: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    fsdp: bool = False,
 ) -> Dist:
     """This process's :class:`Dist`: a rank of the process group the launcher's environment
     describes, or :data:`SINGLE` without a launcher.
@@ -221,11 +261,14 @@ def from_environment(
     local rank names). ``processes``: the number of processes the run must have; a launcher
     that started another number is an error (``accelerate launch --cpu`` runs one process
     whatever ``--num_processes`` says). ``timeout``: seconds any collective may wait.
+    ``fsdp``: shard the frozen base's blocks over the ranks (:func:`shard_base`).
     """
     if not timeout > 0:
         raise ValueError(f"--dist-timeout must be > 0 seconds, got {timeout}")
     world = launch_check(processes)
     if world == 1:
+        if fsdp:
+            raise ValueError("--fsdp shards the base over several processes: launch with torchrun")
         return SINGLE
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(
@@ -255,6 +298,7 @@ def from_environment(
         device=torch.device("cpu") if cpu else accelerator.device,
         backend=torch.distributed.get_backend(),
         timeout=timeout,
+        fsdp=fsdp,
         accelerator=accelerator,
     )
     if not dist.main:  # one copy of the warnings, from rank 0

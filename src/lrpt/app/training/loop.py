@@ -550,7 +550,11 @@ def validate(run: Run, state: RunState, examples: Sequence[Example], bar: Any) -
     """Evaluate on validation; keep the best tensors; count evaluations without improvement."""
     t0 = time.perf_counter()
     metrics = evaluate(
-        run.pm, run.objective, examples, batch_size=run.cfg.eval_batch_size, dist=run.dist
+        run.pm,
+        run.objective,
+        examples,
+        batch_size=run.cfg.eval_batch_size,
+        dist=run.dist.evaluation,
     )
     state.validation_seconds += time.perf_counter() - t0
     train_mode(run.pm)
@@ -593,7 +597,12 @@ def finish(
         t0 = time.perf_counter()
         desc = "test" if progress else None
         test_metrics = evaluate(
-            pm, run.objective, test, batch_size=cfg.eval_batch_size, desc=desc, dist=run.dist
+            pm,
+            run.objective,
+            test,
+            batch_size=cfg.eval_batch_size,
+            desc=desc,
+            dist=run.dist.evaluation,
         )
         timing["test_seconds"] = time.perf_counter() - t0
     zero_shot, reason = zero_shot_test(run, test, progress, timing)
@@ -628,6 +637,7 @@ def finish(
             "processes": run.dist.world,
             "backend": run.dist.backend,
             "per_rank_batch_size": run.dist.per_rank(cfg.batch_size),
+            "fsdp": run.dist.fsdp,
         }
     results |= extra or {}
     if spec is not None:
@@ -654,7 +664,12 @@ def zero_shot_test(
     plain = Unprompted(run.pm.model, run.pm.family)
     desc = "zero-shot test" if progress else None
     metrics = evaluate(
-        plain, run.objective, test, batch_size=run.cfg.eval_batch_size, desc=desc, dist=run.dist
+        plain,
+        run.objective,
+        test,
+        batch_size=run.cfg.eval_batch_size,
+        desc=desc,
+        dist=run.dist.evaluation,
     )
     timing["zero_shot_seconds"] = time.perf_counter() - t0
     return metrics, None
