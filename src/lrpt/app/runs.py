@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lrpt.app.data.datasets import TASKS, TaskData, load_task, load_user_data
 from lrpt.app.data.metrics import is_regression
 from lrpt.app.data.tasks import TaskSpec, make_objective, parse_verbalizer, task_spec, unescape
@@ -149,6 +151,8 @@ def train_spec(
         )
         recorded = dataclasses.replace(spec, model=model, out=str(path))
         return train(run, resume=resume, progress=progress, spec=recorded.to_dict())
+    except torch.distributed.DistBackendError as err:  # e.g. a sharded block's all-gather
+        raise dist.lost("training", err) from None
     finally:
         if own:
             dist.close()

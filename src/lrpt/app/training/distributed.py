@@ -151,14 +151,18 @@ class Dist:
         if self.active and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
+    def lost(self, what: str, err: BaseException) -> DistributedError:
+        """The one-line error of a collective that failed (``what`` was being done)."""
+        return DistributedError(
+            f"rank {self.rank} of {self.world}: {what} failed, another process died or "
+            f"did not answer within {self.timeout:g} s ({first_line(err)})"
+        )
+
     def _collective(self, what: str, op: Any, *args: Any) -> None:
         try:
             op(*args)
         except RuntimeError as err:  # DistBackendError, a timeout, a peer that closed
-            raise DistributedError(
-                f"rank {self.rank} of {self.world}: {what} failed, another process died or "
-                f"did not answer within {self.timeout:g} s ({first_line(err)})"
-            ) from None
+            raise self.lost(what, err) from None
 
 
 SINGLE = Dist()
