@@ -12,10 +12,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lrpt.app.data.datasets import TASKS, TaskData, load_task, load_user_data
 from lrpt.app.data.metrics import is_regression
 from lrpt.app.data.tasks import TaskSpec, make_objective, parse_verbalizer, task_spec, unescape
 from lrpt.app.spec import DataSpec, RunSpec
+from lrpt.app.training.distributed import SINGLE, Dist, from_environment, shard_base
 from lrpt.app.training.loop import Run, check_out, train
 from lrpt.family import Family
 from lrpt.methods import method_class
@@ -76,19 +79,26 @@ def model_source(key_or_path: str) -> str:
     return str(path.resolve()) if path.exists() else key_or_path
 
 
-def prepare(spec: RunSpec, out: Path) -> Run:
-    """Load what ``spec`` names and build the prompted model: a :class:`Run` ready to train."""
+def prepare(spec: RunSpec, out: Path, dist: Dist = SINGLE) -> Run:
+    """Load what ``spec`` names and build the prompted model: a :class:`Run` ready to train
+    (``dist``: this process's rank in a distributed run, whose device it takes)."""
     from lrpt.base_models import load_model
     from lrpt.model import prompt_model
-    from lrpt.placement import resolve_device
+    from lrpt.placement import resolve_device, resolve_dtype
 
-    device = resolve_device(spec.model.device)  # an unavailable device fails before loading
+    # an unavailable device fails before loading
+    device = dist.device if dist.device is not None else resolve_device(spec.model.device)
+    if dist.fsdp and spec.training.gradient_checkpointing:
+        raise ValueError("--fsdp and --gradient-checkpointing cannot be combined yet")
     task = load_data(spec.data)
     num_labels = 1 if is_regression(task.metric) else len(task.labels)
     loaded = load_model(
         spec.model.name, family=spec.model.family, num_labels=num_labels,
-        revision=spec.model.revision, device=device, dtype=spec.model.dtype,
+        revision=spec.model.revision, device="cpu" if dist.fsdp else device,
+        dtype=resolve_dtype(spec.model.dtype, device) if dist.fsdp else spec.model.dtype,
     )  # fmt: skip
+    if dist.fsdp:  # the blocks sharded onto the ranks' devices (see distributed.shard_base)
+        shard_base(loaded.model, device, dist.world)
     if loaded.family != Family.ENCODER and spec.training.head_lr is not None:
         raise ValueError(
             f"--head-lr is for encoder classifiers; {spec.model.name!r} is {loaded.family}"
@@ -102,34 +112,50 @@ def prepare(spec: RunSpec, out: Path) -> Run:
     encoder, encoder_key = load_encoder(
         spec.method.key, spec.model.name, spec.model.encoder, device
     )
-    pm = prompt_model(
+    pm = prompt_model(  # FSDP: no shared prefix (see lrpt.app.training.distributed)
         spec.method.key, loaded.model, loaded.tokenizer, encoder=encoder,
-        seed=spec.training.seed, **spec.method.options,
+        seed=spec.training.seed, share_prefix=not dist.fsdp, **spec.method.options,
     )  # fmt: skip
     model = {"name": model_source(spec.model.name), "family": loaded.family, "encoder": encoder_key}
     if loaded.revision is not None:
         model["revision"] = loaded.revision
-    return Run(pm, objective, task, spec.training, out, model)
+    return Run(pm, objective, task, spec.training, out, model, dist=dist)
 
 
 def train_spec(
     spec: RunSpec, *, out: str | os.PathLike | None = None, resume: bool = False,
-    progress: bool = True,
+    progress: bool = True, dist: Dist | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train the run ``spec`` describes into ``out`` (default: ``spec.out``); → its results,
     which record the spec (``results["spec"]``) with the model as loaded (a local directory as
-    an absolute path)."""
+    an absolute path).
+
+    Under a launcher (``torchrun``, ``accelerate launch``) every process calls this with the
+    same arguments and trains its rank (see :mod:`lrpt.app.training.distributed`); ``dist``:
+    the rank, by default the one the environment describes (:func:`from_environment`)."""
     where = out if out is not None else spec.out
     if where is None:
         raise ValueError("no output directory: pass --out (or set out in the config)")
     path = Path(where).expanduser()
     check_out(path, resume)  # fail before loading anything
-    run = prepare(spec, path)
-    model = dataclasses.replace(
-        spec.model, name=run.model["name"], revision=run.model.get("revision", spec.model.revision)
-    )
-    recorded = dataclasses.replace(spec, model=model, out=str(path))
-    return train(run, resume=resume, progress=progress, spec=recorded.to_dict())
+    own = dist is None
+    dist = from_environment(spec.model.device) if dist is None else dist
+    try:
+        setup = {"spec": spec.to_dict(), "out": str(path.resolve()), "resume": resume}
+        dist.check_same("the run's arguments", setup)
+        run = prepare(spec, path, dist)
+        model = dataclasses.replace(
+            spec.model,
+            name=run.model["name"],
+            revision=run.model.get("revision", spec.model.revision),
+        )
+        recorded = dataclasses.replace(spec, model=model, out=str(path))
+        return train(run, resume=resume, progress=progress, spec=recorded.to_dict())
+    except torch.distributed.DistBackendError as err:  # e.g. a sharded block's all-gather
+        raise dist.lost("training", err) from None
+    finally:
+        if own:
+            dist.close()
 
 
 # --- trained prompts -------------------------------------------------------------------------

@@ -4,6 +4,9 @@
 its run spec) and ``OUT/checkpoint.pt`` the last checkpoint, from which ``--resume`` continues a
 killed run. The flags are derived from the run spec (:mod:`lrpt.app.spec`); ``--config FILE``
 reads a spec from a TOML file, a JSON spec or a run's ``results.json``, and flags override it.
+
+Under ``torchrun`` or ``accelerate launch`` every process runs this command and trains its rank
+(``--batch-size`` is the global batch); rank 0 writes ``OUT/`` and prints the summary.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from lrpt.app.spec import (
     merge,
     read_spec_file,
 )
+from lrpt.app.training.distributed import DEFAULT_TIMEOUT, from_environment
 from lrpt.app.training.loop import TrainConfig
 
 
@@ -44,6 +48,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="the number of processes the launcher must have started (torchrun, accelerate "
+        "launch): refuse to run with another",
+    )
+    parser.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="under a launcher: shard the frozen model's transformer blocks over the processes "
+        "(FSDP2); the embeddings and the prompt stay replicated",
+    )
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help="seconds a rank waits for the others before the run fails (default %(default)g)",
+    )
     add_spec_flags(parser, "data", DataSpec, "data")
     add_spec_flags(parser, "format", FormatSpec, "task format")
     add_spec_flags(parser, "training", TrainConfig, "training (defaults: see docs/training.md)")
@@ -66,8 +90,15 @@ def run_spec(args: argparse.Namespace) -> RunSpec:
 
 def run(args: argparse.Namespace) -> int:
     spec = run_spec(args)
-    results = train_spec(spec, resume=args.resume, progress=not args.quiet)
-    print(summary(results, Path(results["spec"]["out"])))
+    dist = from_environment(
+        spec.model.device, processes=args.processes, timeout=args.dist_timeout, fsdp=args.fsdp
+    )
+    try:
+        results = train_spec(spec, resume=args.resume, progress=not args.quiet, dist=dist)
+    finally:
+        dist.close()
+    if dist.main:
+        print(summary(results, Path(results["spec"]["out"])))
     return 0
 
 
@@ -79,6 +110,13 @@ def summary(results: dict[str, Any], out: Path) -> str:
         f"{results['seconds_per_step']:.2f} s/step, "
         f"{results['trainable_params']['total']:,} trainable parameters"
     ]
+    if "distributed" in results:
+        dist = results["distributed"]
+        lines.append(
+            f"{dist['processes']} processes ({dist['backend']}), "
+            f"{dist['per_rank_batch_size']} examples per rank and micro-batch"
+            + (", the frozen model's blocks sharded (FSDP)" if dist["fsdp"] else "")
+        )
     path = results["prompt_path"]
     if path["shared_prefix"]:
         lines.append("prompt path: shared prefix ([BOS] + prompt once per batch)")

@@ -3,7 +3,9 @@
 Evaluation runs under ``torch.inference_mode()`` in eval mode, on batches of examples sorted by
 length (less padding; the predictions are returned in the original order). A capped evaluation
 set is a seeded sample (seed 0, independent of the training seed), so every run of a task is
-compared on the same examples.
+compared on the same examples. In a distributed run the batches (the single-process batches,
+unchanged) are dealt round-robin to the ranks and the predictions gathered on every rank: the
+metrics are those of one process.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from transformers import PreTrainedModel
 
 from lrpt.app.data.datasets import Example
 from lrpt.app.data.tasks import Objective, Runnable
+from lrpt.app.training.distributed import SINGLE, Dist
 from lrpt.family import Family
 
 SUBSET_SEED = 0
@@ -91,20 +94,24 @@ def predict(
     *,
     batch_size: int = 64,
     desc: str | None = None,
+    dist: Dist = SINGLE,
 ) -> list[Any]:
-    """The objective's prediction for each example (label index, value or −1), in order."""
+    """The objective's prediction for each example (label index, value or −1), in order
+    (``dist``: this rank predicts every ``world``-th batch; all ranks get every prediction)."""
     if batch_size < 1:
         raise ValueError(f"batch size must be ≥ 1, got {batch_size}")
     model.eval()  # the trainer puts the method back in training mode after evaluating
     order = sorted(range(len(examples)), key=lambda i: -len(_length_key(examples[i])))
     preds: list[Any] = [None] * len(examples)
-    starts = range(0, len(order), batch_size)
+    starts = range(0, len(order), batch_size)[dist.rank :: dist.world]
     bar = tqdm(starts, desc=desc, leave=False, disable=desc is None, unit="batch")
+    mine: list[tuple[int, Any]] = []
     for start in bar:
         index = order[start : start + batch_size]
         batch = objective.collate([examples[i] for i in index], golds=False)
-        for i, pred in zip(index, objective.predict(model, batch), strict=True):
-            preds[i] = pred
+        mine.extend(zip(index, objective.predict(model, batch), strict=True))
+    for i, pred in dist.gather(mine):
+        preds[i] = pred
     return preds
 
 
@@ -119,10 +126,12 @@ def evaluate(
     *,
     batch_size: int = 64,
     desc: str | None = None,
+    dist: Dist = SINGLE,
 ) -> dict[str, float]:
-    """Every metric of the task on ``examples`` (see :meth:`TaskSpec.metrics`)."""
+    """Every metric of the task on ``examples`` (see :meth:`TaskSpec.metrics`), sharded over
+    ``dist``'s ranks (each gets the metrics)."""
     if not examples:
         raise ValueError("cannot evaluate on zero examples")
-    preds = predict(model, objective, examples, batch_size=batch_size, desc=desc)
+    preds = predict(model, objective, examples, batch_size=batch_size, desc=desc, dist=dist)
     golds = [objective.spec.gold(ex) for ex in examples]
     return objective.spec.metrics(preds, golds)

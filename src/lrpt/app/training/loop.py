@@ -27,6 +27,12 @@ do not underflow, and a step whose gradients overflow is skipped. ``results.json
 device and dtype, and the most memory one step added (:mod:`~lrpt.app.training.memory`).
 ``gradient_checkpointing`` recomputes the frozen model's layer activations in the backward pass
 (:mod:`lrpt.checkpointing`); the shared prefix still runs once per batch.
+
+Several processes (``torchrun``, ``accelerate launch``; :mod:`~lrpt.app.training.distributed`):
+``batch_size`` is the global micro-batch and each rank takes its share of it; the prompt's
+gradients are averaged over the ranks before clipping, so every rank steps identically. Rank 0
+alone writes checkpoints (with the world size: a resume must use the same number of processes),
+the artifact and ``results.json``; evaluation is sharded and gathered.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from tqdm import tqdm
 from lrpt.app.data.datasets import Example, TaskData
 from lrpt.app.data.tasks import Objective
 from lrpt.app.fields import describe
+from lrpt.app.training.distributed import SINGLE, Dist, fingerprint
 from lrpt.app.training.evaluate import Unprompted, evaluate, subset
 from lrpt.app.training.memory import StepMemory
 from lrpt.family import Family
@@ -184,7 +191,7 @@ class Run:
 
     ``model``: ``name`` (the key or local path it was loaded from), ``family`` and ``encoder``
     (the input encoder's key, or None). ``init_seed``: the seed the method was built with
-    (default: the training seed).
+    (default: the training seed). ``dist``: this process's rank in a distributed run.
     """
 
     pm: PromptedModel
@@ -194,6 +201,7 @@ class Run:
     out: Path
     model: dict[str, Any]
     init_seed: int | None = None
+    dist: Dist = SINGLE
 
 
 @dataclass
@@ -358,6 +366,8 @@ def save_checkpoint(
         "rng": rng_states(),
         "state": dataclasses.asdict(state) | {"best_tensors": state.best_tensors},
     }
+    if run.dist.active:
+        data["world_size"] = run.dist.world
     if scaler is not None and scaler.is_enabled():
         data["scaler"] = scaler.state_dict()
     write_atomic(run.out / CHECKPOINT, lambda tmp: torch.save(data, tmp))
@@ -379,6 +389,14 @@ def load_checkpoint(run: Run, optimizer: Any, scheduler: Any, scaler: Any = None
         raise ValueError(f"{path}: not an lrpt checkpoint (a {type(data).__name__})")
     if data.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path}: checkpoint format {data.get('version')}, expected 1")
+    saved_world = data.get("world_size", 1)
+    if saved_world != run.dist.world:
+        raise ValueError(
+            f"cannot resume {str(run.out)!r}: its checkpoint was written by a run of "
+            f"{_processes(saved_world)}, this run has {_processes(run.dist.world)}; resume it "
+            f"with {_processes(saved_world)} (with another number the per-rank batches, and so "
+            "the float sums, would differ from the run's)"
+        )
     saved, current = json.loads(data["identity"]), run_identity(run)
     if saved != current:
         differ = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
@@ -393,6 +411,10 @@ def load_checkpoint(run: Run, optimizer: Any, scheduler: Any, scaler: Any = None
         scaler.load_state_dict(data["scaler"])
     set_rng_states(data["rng"])
     return RunState(**data["state"])
+
+
+def _processes(n: int) -> str:
+    return "1 process" if n == 1 else f"{n} processes"
 
 
 # --- the loop ------------------------------------------------------------------------------
@@ -410,9 +432,11 @@ def train(
     run = dataclasses.replace(
         run, cfg=run.cfg.resolved(method_defaults(run.pm.method.key), head=head)
     )
-    cfg, pm = run.cfg, run.pm
+    cfg, pm, dist = run.cfg, run.pm, run.dist
     if not run.task.train:
         raise ValueError(f"task {run.task.name!r} has no training examples")
+    dist.per_rank(cfg.batch_size)  # a global batch the ranks cannot split evenly is refused
+    progress = progress and dist.main
     has_checkpoint = prepare_out(run.out, resume)
     optimizer = torch.optim.AdamW(
         pm.param_groups(cfg.value("lr"), cfg.head_lr), weight_decay=cfg.value("weight_decay")
@@ -424,6 +448,9 @@ def train(
     else:
         state = RunState()
         seed_everything(cfg.seed)
+    if dist.active:
+        start = {"step": state.step, "prompt": fingerprint(pm.trainable_state_dict())}
+        dist.check_same("where the run starts (checkpoint step, prompt hash)", start)
     validation = subset(run.task.validation, cfg.max_eval_examples)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     examples_per_step = cfg.batch_size * cfg.grad_accum
@@ -456,7 +483,11 @@ def train(
             validate(run, state, validation, bar if progress else None)
         last = state.step == cfg.steps or state.stopped_early
         if state.step % cfg.checkpoint_every == 0 or last:
-            save_checkpoint(run, optimizer, scheduler, state, scaler)
+            if dist.active:
+                prompt = fingerprint(pm.trainable_state_dict())
+                dist.check_same(f"the prompt after step {state.step} (its hash)", prompt)
+            if dist.main:
+                save_checkpoint(run, optimizer, scheduler, state, scaler)
     bar.close()
     peak = state.step_peak_mb
     extra: dict[str, Any] = {
@@ -486,6 +517,8 @@ def train_step(
     total = 0.0
     for _ in range(cfg.grad_accum):
         index = batch_indices(len(train), cfg.seed, state.position, cfg.batch_size)
+        if run.dist.active:  # this rank's share of the global batch
+            index = run.dist.shard(index)
         state.position += cfg.batch_size
         batch = run.objective.collate([train[i] for i in index])
         loss = run.objective.loss(run.pm, batch) / cfg.grad_accum
@@ -494,6 +527,8 @@ def train_step(
         else:
             loss.backward()
         total += loss.item()
+    if run.dist.active:  # the mean over the ranks: every rank steps on the same gradients
+        total = run.dist.average([p.grad for p in params if p.grad is not None], total)
     if not math.isfinite(total):
         raise ValueError(f"the training loss is {total} at step {state.step + 1}: lower --lr")
     if scaler is not None and scaler.is_enabled():
@@ -514,7 +549,13 @@ def train_step(
 def validate(run: Run, state: RunState, examples: Sequence[Example], bar: Any) -> None:
     """Evaluate on validation; keep the best tensors; count evaluations without improvement."""
     t0 = time.perf_counter()
-    metrics = evaluate(run.pm, run.objective, examples, batch_size=run.cfg.eval_batch_size)
+    metrics = evaluate(
+        run.pm,
+        run.objective,
+        examples,
+        batch_size=run.cfg.eval_batch_size,
+        dist=run.dist.evaluation,
+    )
     state.validation_seconds += time.perf_counter() - t0
     train_mode(run.pm)
     metric = run.objective.spec.metric
@@ -555,7 +596,14 @@ def finish(
     if test:
         t0 = time.perf_counter()
         desc = "test" if progress else None
-        test_metrics = evaluate(pm, run.objective, test, batch_size=cfg.eval_batch_size, desc=desc)
+        test_metrics = evaluate(
+            pm,
+            run.objective,
+            test,
+            batch_size=cfg.eval_batch_size,
+            desc=desc,
+            dist=run.dist.evaluation,
+        )
         timing["test_seconds"] = time.perf_counter() - t0
     zero_shot, reason = zero_shot_test(run, test, progress, timing)
     results = {
@@ -584,11 +632,20 @@ def finish(
     }
     if reason is not None:
         results["zero_shot_reason"] = reason
+    if run.dist.active:
+        results["distributed"] = {
+            "processes": run.dist.world,
+            "backend": run.dist.backend,
+            "per_rank_batch_size": run.dist.per_rank(cfg.batch_size),
+            "fsdp": run.dist.fsdp,
+        }
     results |= extra or {}
     if spec is not None:
         results["spec"] = spec
-    save_artifact(run, state, test_metrics)
-    write_json(run.out / RESULTS, results)
+    if run.dist.main:
+        save_artifact(run, state, test_metrics)
+        write_json(run.out / RESULTS, results)
+    run.dist.barrier("waiting for rank 0 to write the results")
     return results
 
 
@@ -606,7 +663,14 @@ def zero_shot_test(
     t0 = time.perf_counter()
     plain = Unprompted(run.pm.model, run.pm.family)
     desc = "zero-shot test" if progress else None
-    metrics = evaluate(plain, run.objective, test, batch_size=run.cfg.eval_batch_size, desc=desc)
+    metrics = evaluate(
+        plain,
+        run.objective,
+        test,
+        batch_size=run.cfg.eval_batch_size,
+        desc=desc,
+        dist=run.dist.evaluation,
+    )
     timing["zero_shot_seconds"] = time.perf_counter() - t0
     return metrics, None
 
