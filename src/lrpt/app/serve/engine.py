@@ -191,20 +191,26 @@ class Engine:
                     if self._closing:
                         return
                     self._cond.wait(0.5)
-                classify, generate = self._take()
-                self.metrics.queue_depth.set(len(self._pending))
-            try:
-                with self.lock, torch.inference_mode():
-                    self._classify(classify)
-                    self._admit(generate)
-                    self._decode()
-            except Exception as err:  # a bug must not kill the thread: fail what it touched
-                log.exception("the model thread failed an iteration")
-                failure = Failure(500, f"internal error: {type(err).__name__}: {err}")
-                for job in [*classify, *generate, *(row.job for row in self._rows)]:
-                    job.deliver(("error", failure))
-                self._rows, self._running = [], None
-            self.metrics.decoding.set(len(self._rows))
+            self.step()
+
+    def step(self) -> None:
+        """One iteration: classify what waits, admit generations, advance every running row
+        one token (the model thread calls it in a loop; tests may call it directly)."""
+        with self._cond:
+            classify, generate = self._take()
+            self.metrics.queue_depth.set(len(self._pending))
+        try:
+            with self.lock, torch.inference_mode():
+                self._classify(classify)
+                self._admit(generate)
+                self._decode()
+        except Exception as err:  # a bug must not kill the thread: fail what it touched
+            log.exception("the model thread failed an iteration")
+            failure = Failure(500, f"internal error: {type(err).__name__}: {err}")
+            for job in [*classify, *generate, *(row.job for row in self._rows)]:
+                job.deliver(("error", failure))
+            self._rows, self._running = [], None
+        self.metrics.decoding.set(len(self._rows))
 
     def _take(self) -> tuple[list[ClassifyJob], list[GenerateJob]]:
         """The waiting jobs this iteration runs: every classification (up to ``max_batch``

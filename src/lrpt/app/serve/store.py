@@ -12,6 +12,7 @@ prompt. Names are checked against :data:`NAME` (no path separators, no leading d
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import shutil
@@ -25,6 +26,7 @@ from typing import Any
 from lrpt.app.data.tasks import ClassifyObjective, TaskSpec, make_objective
 from lrpt.app.runs import load_encoder
 from lrpt.artifact import FILES, ArtifactError, load_prompt, read_artifact
+from lrpt.family import Family
 from lrpt.fileio import atomic_dir, fsync_dir, write_synced
 from lrpt.methods import method_class
 from lrpt.model import PromptedModel
@@ -88,6 +90,7 @@ class PromptStore:
         self.prompts: dict[str, Served] = {}
         self.refused: dict[str, str] = {}
         self._encoders: dict[str, Any] = {}
+        self._objectives: dict[str, ClassifyObjective | None] = {}
         self._write_lock = threading.Lock()
 
     # ------------------------------------------------------------------ loading
@@ -131,15 +134,24 @@ class PromptStore:
                     meta["method"], self.model_key, recorded, self.model.device
                 )[0]
             encoder = self._encoders[key]
-        pm = load_prompt(path, self.model, self.tokenizer, encoder=encoder).eval()
+        pm = load_prompt(path, self.model, self.tokenizer, encoder=encoder)
+        pm.method.eval()  # the frozen model is in eval mode already
         task = (meta.get("training") or {}).get("task")
         spec = TaskSpec.from_dict(task) if isinstance(task, dict) else None
-        objective = None
-        if spec is not None and spec.objective == "classify":
-            made = make_objective(spec, self.tokenizer, pm.family, self.model.config)
-            objective = made if isinstance(made, ClassifyObjective) else None
+        objective = self._objective(spec) if spec is not None else None
         size = sum((path / f).stat().st_size for f in FILES)
         return Served(name, pm, meta, spec, objective, size)
+
+    def _objective(self, spec: TaskSpec) -> ClassifyObjective | None:
+        """Rank classification for ``spec`` (one per distinct task format: prompts trained on
+        the same task share it), or None for another objective."""
+        if spec.objective != "classify":
+            return None
+        key = json.dumps(spec.to_dict(), sort_keys=True)
+        if key not in self._objectives:
+            made = make_objective(spec, self.tokenizer, Family.CAUSAL, self.model.config)
+            self._objectives[key] = made if isinstance(made, ClassifyObjective) else None
+        return self._objectives[key]
 
     # ------------------------------------------------------------------ uploads
     def stage(self, name: str, archive: bytes) -> Served:
