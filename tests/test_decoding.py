@@ -123,3 +123,23 @@ def test_prefix_cache_rejects_a_negative_cap() -> None:
     with pytest.raises(ValueError, match="cap must be ≥ 0 bytes, got -1"):
         PrefixCache(-1)
     assert tiny("causal") is not None
+
+
+def test_a_static_prompt_as_raw_prompt_embeds() -> None:
+    """What docs/serving.md hands to an engine that takes ``prompt_embeds`` (e.g. vLLM): the
+    input's token embeddings with the materialised prompt after the BOS give the prompted
+    model's greedy tokens through plain Hugging Face ``generate(inputs_embeds=...)``."""
+    bank, tok = _bank()
+    pm = bank.prompt("b")  # ulpt: a prompt only, no update of the input embeddings
+    model = pm.model
+    ids = tok([TEXTS[1]], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        prompt = pm.method.materialise()  # (n, d)
+        tokens = model.get_input_embeddings()(ids[0])  # (L, d), BOS first
+        embeds = torch.cat([tokens[:1], prompt.to(tokens.dtype), tokens[1:]])  # (L + n, d)
+        plain = model.generate(inputs_embeds=embeds[None], attention_mask=torch.ones(1, len(embeds),
+                               dtype=torch.long), max_new_tokens=6, do_sample=False,
+                               eos_token_id=[])  # fmt: skip
+        shared = pm.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=[])
+    assert pm.shares_prefix()  # lrpt's own path: the cached prefix, not these embeddings
+    assert plain[0].tolist() == shared[0].tolist()

@@ -316,3 +316,39 @@ def test_kill_9_then_restart_keeps_every_prompt(tmp_path: Path) -> None:
         assert answer.json()["usage"]["completion_tokens"] >= 1
     finally:
         assert srv.stop()
+
+
+def test_the_openai_client_works_against_it(server: Server, store: Path) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    assert "sent-ulpt" in [m.id for m in client.models.list()]
+    done = client.completions.create(model="sent-ulpt", prompt="the film", max_tokens=6,
+                                     temperature=0)  # fmt: skip
+    assert done.choices[0].text == _greedy_alone(store, "sent-ulpt", "the film", 6)
+    assert done.usage is not None and done.usage.completion_tokens <= 6
+    parts = client.completions.create(model="sent-ulpt", prompt="the film", max_tokens=6,
+                                      temperature=0, stream=True)  # fmt: skip
+    assert "".join(c.choices[0].text for c in parts if c.choices) == done.choices[0].text
+    from openai import BadRequestError
+
+    with pytest.raises(BadRequestError, match="n must be 1"):
+        client.completions.create(model="sent-ulpt", prompt="x", n=3)
+
+
+def test_two_replicas_on_one_store(server: Server, store: Path, tmp_path: Path) -> None:
+    """A prompt uploaded through one replica is served by another on the same store."""
+    other = Server(store)
+    try:
+        put = httpx.put(
+            server.url + "/v1/prompts/shared", content=tar_of(save(tmp_path, "sent-pt"))
+        )
+        assert put.status_code == 201
+        ask = {"model": "shared", "input": TEXTS[0]}
+        here = httpx.post(server.url + "/v1/classify", json=ask).json()["data"]
+        there = httpx.post(other.url + "/v1/classify", json=ask)
+        assert there.status_code == 200, there.text
+        assert there.json()["data"][0]["scores"] == pytest.approx(here[0]["scores"], abs=1e-5)
+        assert httpx.delete(server.url + "/v1/prompts/shared").status_code == 200
+    finally:
+        assert other.stop()

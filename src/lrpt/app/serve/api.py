@@ -160,10 +160,17 @@ class Routes:
 
         return check
 
-    def known(self, name: str) -> None:
-        if name != self.base and name not in self.store.prompts:
-            raise ApiError(Failure(404, f"no prompt or model {name!r}: GET /v1/models lists "
-                                   "them", "model", "model_not_found"))  # fmt: skip
+    async def known(self, name: str) -> None:
+        """404 unless ``name`` is the base model or a prompt; a prompt another replica wrote
+        into a shared store since this one started is loaded now (see docs/serving.md)."""
+        if name == self.base or name in self.store.prompts:
+            return
+        served = await run_in_threadpool(self.store.discover, name)
+        if served is not None:
+            await run_in_threadpool(self.engine.install, served)
+            return
+        raise ApiError(Failure(404, f"no prompt or model {name!r}: GET /v1/models lists them",
+                               "model", "model_not_found"))  # fmt: skip
 
     def submit(self, job: Job) -> None:
         try:
@@ -193,7 +200,7 @@ class Routes:
         return {"object": "list", "data": data}
 
     async def completions(self, body: CompletionRequest) -> Any:
-        self.known(body.model)
+        await self.known(body.model)
         if body.n != 1:
             raise _bad(f"n must be 1 (one completion per request), got {body.n}", "n")
         prompt = body.prompt
@@ -237,7 +244,7 @@ class Routes:
                 raise ApiError(event[1])
 
     async def classify(self, body: ClassifyRequest) -> dict[str, Any]:
-        self.known(body.model)
+        await self.known(body.model)
         served = self.store.prompts.get(body.model)
         if served is None or served.objective is None:
             raise _bad(f"{body.model!r} has no classification task (template and verbalizer); "

@@ -25,7 +25,7 @@ from typing import Any
 
 from lrpt.app.data.tasks import ClassifyObjective, TaskSpec, make_objective
 from lrpt.app.runs import load_encoder
-from lrpt.artifact import FILES, ArtifactError, load_prompt, read_artifact
+from lrpt.artifact import FILES, JSON_NAME, ArtifactError, load_prompt, read_artifact
 from lrpt.family import Family
 from lrpt.fileio import atomic_dir, fsync_dir, write_synced
 from lrpt.methods import method_class
@@ -107,6 +107,23 @@ class PromptStore:
             except (ArtifactError, ValueError, OSError) as err:
                 self.refused[path.name] = str(err)
                 log.warning("refusing prompt %r: %s", path.name, err)
+
+    def discover(self, name: str) -> Served | None:
+        """Prompt ``name`` if its directory appeared in the store after the start (written by
+        another server on a shared store) and loads; else None (a refused one is logged)."""
+        try:
+            path = self.root / check_name(name)
+        except ValueError:
+            return None
+        if not (path / JSON_NAME).is_file():
+            return None
+        with self._write_lock:
+            try:
+                return self.load(path, name)
+            except (ArtifactError, ValueError, OSError) as err:
+                self.refused[name] = str(err)
+                log.warning("refusing prompt %r: %s", name, err)
+                return None
 
     def _recover(self) -> None:
         """:func:`atomic_dir` replaces ``X`` by renaming it to ``.X.<id>.old`` and the new
