@@ -16,7 +16,7 @@ from conftest import tiny
 from serving import PROMPTS, save
 from test_serve import TEXTS, _greedy_alone, _scores_alone
 
-from lrpt.app.serve.engine import ClassifyJob, Engine, GenerateJob
+from lrpt.app.serve.engine import ClassifyJob, Engine, GenerateJob, Overloaded
 from lrpt.app.serve.metrics import ServeMetrics
 from lrpt.app.serve.store import PromptStore
 
@@ -126,3 +126,15 @@ def test_many_prompts_fit_with_prefixes_on_first_use(
     expected = _scores_alone(store_dir, "sent-ulpt", TEXTS[0])
     assert list(next(iter(scores))) == pytest.approx(expected, abs=1e-4)
     assert torch.get_num_threads() >= 1
+
+
+def test_a_request_that_would_time_out_waiting_is_refused_at_once(store_dir: Path) -> None:
+    engine = _engine(store_dir, max_batch=2, max_queue=100)
+    now = time.monotonic()
+    for _ in range(3):
+        engine.submit(ClassifyJob("sent-ulpt", Sink(), now + 60, texts=["x"]))
+    engine._completed.extend([now] * 6)  # 6 requests finished in the last 30 s: 0.2 per s
+    with pytest.raises(Overloaded, match="3 requests are waiting, about 15 s of work"):
+        engine.submit(ClassifyJob("sent-ulpt", Sink(), now + 10, texts=["x"]))
+    engine.submit(ClassifyJob("sent-ulpt", Sink(), now + 20, texts=["x"]))  # 20 s: it fits
+    assert engine.queued == 4

@@ -14,7 +14,9 @@ Each iteration of the model thread
 
 So a request that arrives while others decode joins at the next step (iteration-level, or
 continuous, batching) instead of waiting for the batch to finish. Requests wait in a bounded
-queue: a full queue refuses new work (:class:`Overloaded`) instead of growing without bound.
+queue: a full queue refuses new work (:class:`Overloaded`) instead of growing without bound, and
+so does a queue longer than the request's timeout at the rate requests recently finished (it
+would only time out waiting).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from lrpt.decoding import Running, choose, prefill
 from lrpt.prefix_cache import PrefixCache
 
 log = logging.getLogger("lrpt.serve")
+RATE_WINDOW = 30.0  # seconds of recent completions that estimate the service rate
 
 
 class Overloaded(Exception):
@@ -128,6 +131,7 @@ class Engine:
         self._rows: list[_Row] = []
         self._running: Running | None = None
         self._closing = False
+        self._completed: deque[float] = deque(maxlen=4096)  # when recent requests finished
         for served in store.prompts.values():
             self._add(served)
         self._thread = threading.Thread(target=self._loop, name="lrpt-engine", daemon=True)
@@ -151,9 +155,30 @@ class Engine:
                 raise Unavailable("the server is shutting down")
             if len(self._pending) >= self.max_queue:
                 raise Overloaded(f"the queue is full ({self.max_queue} requests waiting)")
+            wait = self._expected_wait()
+            if wait > job.deadline - time.monotonic():
+                raise Overloaded(
+                    f"{len(self._pending)} requests are waiting, about {wait:.0f} s of work at "
+                    "the recent rate: more than this request's timeout"
+                )
             self._pending.append(job)
             self.metrics.queue_depth.set(len(self._pending))
             self._cond.notify()
+
+    def _expected_wait(self) -> float:
+        """Seconds until a request queued now would start, at the rate requests finished in
+        the last :data:`RATE_WINDOW` seconds (0 while the queue fits in one batch, or too few
+        requests finished to tell): a request that would time out waiting is refused at once
+        instead of occupying the queue."""
+        waiting = len(self._pending)
+        now = time.monotonic()
+        recent = [t for t in self._completed if now - t <= RATE_WINDOW]
+        if waiting < self.max_batch or len(recent) < 4:
+            return 0.0
+        return waiting / (len(recent) / RATE_WINDOW)
+
+    def _completed_one(self) -> None:
+        self._completed.append(time.monotonic())
 
     @property
     def queued(self) -> int:
@@ -268,6 +293,7 @@ class Engine:
                 batch = objective.collate([Example(t, "") for t in job.texts], golds=False)
                 scores = objective.scores(served.pm, batch)
                 job.deliver(("result", [_labelled(objective, s) for s in scores]))
+                self._completed_one()
                 self.metrics.batch("classify", len(job.texts))
                 continue
             for text in job.texts:
@@ -292,6 +318,7 @@ class Engine:
             results.setdefault(id(job), []).append(_labelled(objective, scores))
         for job in dict.fromkeys(job for job, _, _ in owners):
             job.deliver(("result", results[id(job)]))
+            self._completed_one()
 
     # ------------------------------------------------------------------ generation
     def _admit(self, jobs: list[GenerateJob]) -> None:
@@ -394,6 +421,7 @@ class Engine:
             row.job.deliver(("delta", text[row.sent :]))
         usage = {"prompt_tokens": len(row.job.ids), "completion_tokens": len(row.tokens)}
         row.job.deliver(("done", reason, usage))
+        self._completed_one()
 
 
 def _timeout() -> Failure:

@@ -104,5 +104,5 @@ def serve(options: ServeOptions) -> None:
     app, _ = build(options)
     uvicorn.run(
         app, host=options.host, port=options.port, log_level=options.log_level,
-        timeout_graceful_shutdown=int(options.limits.timeout) + 5,
+        timeout_graceful_shutdown=int(options.limits.timeout) + 5, timeout_keep_alive=30,
     )  # fmt: skip
