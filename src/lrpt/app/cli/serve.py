@@ -10,7 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
-from lrpt.app.cli.flags import add_placement_flags, placement
+from lrpt.app.cli.flags import add_placement_flags, given_sections, placement
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     serve(ServeOptions(
         model=args.model, prompts=Path(args.prompts), host=args.host, port=args.port,
         limits=limits, max_batch=args.max_batch, max_queue=args.max_queue,
-        prefix_cache_mb=args.prefix_cache_mb, log_level=args.log_level, **placement(args),
+        prefix_cache_mb=args.prefix_cache_mb, log_level=args.log_level,
+        revision=given_sections(args).get("model", {}).get("revision"), **placement(args),
     ))  # fmt: skip
     return 0

@@ -89,7 +89,6 @@ class _Body(BaseModel):
 class CompletionRequest(_Body):
     """``POST /v1/completions`` (the OpenAI fields lrpt implements; others are refused)."""
 
-    model_config = ConfigDict(strict=True, extra="forbid")
     model: str
     prompt: str | list[str]
     max_tokens: int | None = 16

@@ -26,6 +26,7 @@ class ServeOptions:
     prompts: Path
     host: str = "127.0.0.1"
     port: int = 8000
+    revision: str | None = None  # of a Hub model
     device: str = "auto"
     dtype: str = "auto"
     limits: Limits = field(default_factory=Limits)
@@ -70,7 +71,8 @@ def build(options: ServeOptions) -> tuple[Any, Engine]:
     from lrpt.placement import resolve_device
 
     check_options(options)
-    loaded = load_model(options.model, device=resolve_device(options.device), dtype=options.dtype)
+    loaded = load_model(options.model, revision=options.revision,
+                        device=resolve_device(options.device), dtype=options.dtype)  # fmt: skip
     if loaded.family != Family.CAUSAL:
         raise ValueError(f"lrpt serve needs a causal LM; {options.model!r} is {loaded.family}")
     loaded.model.eval()
