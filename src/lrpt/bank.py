@@ -4,10 +4,16 @@ Each task's prompt prefix (``[BOS] + prompt``) is computed once and cached (see
 :mod:`lrpt.prefix`); a batch may mix rows of different tasks, methods and prompt lengths, and
 one forward or greedy ``generate`` serves them all with the outputs each task's rows get alone.
 Static methods only (an instance-dependent prompt has no single prefix to cache).
+
+With a :class:`~lrpt.prefix_cache.PrefixCache` the prefixes live in a memory-bounded LRU shared
+by every task (computed on first use) instead of one per prompted model, so a bank can hold
+thousands of tasks; :meth:`PromptBank.prefill` starts rows for iteration-level batching
+(:mod:`lrpt.decoding`).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import cast
 
@@ -15,9 +21,20 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from lrpt.decoding import Running
 from lrpt.family import Family
 from lrpt.model import AfterPrefix, PromptedModel
-from lrpt.prefix import BatchPrefix, batch_prefix, forward_with_prefix, greedy_with_prefix
+from lrpt.prefix import (
+    BatchPrefix,
+    PrefixState,
+    batch_prefix,
+    forward_with_prefix,
+    greedy_with_prefix,
+    run_prefix,
+)
+from lrpt.prefix_cache import PrefixCache
+
+_serials = itertools.count()
 
 
 class PromptBank(nn.Module):
@@ -28,14 +45,22 @@ class PromptBank(nn.Module):
             name used twice, or an unknown task in a batch.
     """
 
-    def __init__(self, prompts: dict[str, PromptedModel] | None = None) -> None:
+    def __init__(
+        self,
+        prompts: dict[str, PromptedModel] | None = None,
+        *,
+        prefix_cache: PrefixCache | None = None,
+    ) -> None:
         super().__init__()
         self.prompts = nn.ModuleDict()
+        self.prefix_cache = prefix_cache
+        self._serial: dict[str, int] = {}  # a new number per add: cache keys of replaced tasks die
         for name, pm in (prompts or {}).items():
             self.add(name, pm)
 
-    def add(self, name: str, pm: PromptedModel) -> None:
-        if name in self.prompts:
+    def add(self, name: str, pm: PromptedModel, *, replace: bool = False) -> None:
+        """Add task ``name`` (``replace``: in place of the one of that name, if any)."""
+        if name in self.prompts and not replace:
             raise ValueError(f"task {name!r} is already in the bank")
         if not pm.method.static or pm.family != Family.CAUSAL:
             raise ValueError(
@@ -49,7 +74,33 @@ class PromptBank(nn.Module):
             first = self.prompt(self.tasks[0])
             if pm.model is not first.model:
                 raise ValueError(f"task {name!r} uses another base model object than the bank")
+        self.remove(name)
         self.prompts[name] = pm
+        self._serial[name] = next(_serials)
+
+    def remove(self, name: str) -> None:
+        """Drop task ``name`` (if present) and its cached prefixes."""
+        if name in self.prompts:
+            del self.prompts[name]
+            serial = self._serial.pop(name)
+            if self.prefix_cache is not None:
+                self.prefix_cache.discard(
+                    lambda key: key == (serial, True) or key == (serial, False)
+                )
+
+    def prefix_state(self, task: str, with_lead: bool) -> PrefixState:
+        """Task ``task``'s ``[BOS] + prompt`` prefix: from the bank's LRU when it has one (run on
+        a miss), else cached by the prompted model itself."""
+        pm = self.prompt(task)
+        if self.prefix_cache is None:
+            return pm.prefix_state(with_lead)
+        lead_id = pm.lead_id if with_lead else None
+
+        def compute() -> PrefixState:
+            with torch.no_grad():
+                return run_prefix(pm.model, pm.method.prompt(1), lead_id)
+
+        return self.prefix_cache.get((self._serial[task], with_lead), compute)
 
     @property
     def tasks(self) -> list[str]:
@@ -92,7 +143,7 @@ class PromptBank(nn.Module):
             rest_mask[sel] = rest.rest_mask
             lead_cols[sel] = rest.lead_cols
         lead = with_lead.pop()
-        states = [self.prompt(name).prefix_state(lead) for name in used]
+        states = [self.prefix_state(name, lead) for name in used]
         model = self.prompt(used[0]).model
         batch = AfterPrefix(embeds, rest_mask, lead_cols, None, lead)
         return batch, batch_prefix(states, rows, model.config)
@@ -134,3 +185,23 @@ class PromptBank(nn.Module):
             pm.model, rest.embeds, rest.rest_mask, rest.lead_cols, prefix, max_new_tokens, eos,
             pm.tokenizer.pad_token_id,
         )  # fmt: skip
+
+    @torch.no_grad()
+    def prefill(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, tasks: Sequence[str]
+    ) -> Running:
+        """Run a left-padded mixed-task batch after its prefixes and keep the cache: rows ready
+        to decode with :class:`~lrpt.decoding.Running` (their first token's logits included)."""
+        if bool((attention_mask[:, -1] == 0).any()):
+            raise ValueError("prefill with a causal model needs left padding (pads first)")
+        rest, prefix = self._prepare(input_ids, attention_mask, tasks)
+        model = self.prompt(tasks[0]).model
+        out = forward_with_prefix(
+            model, rest.embeds, rest.rest_mask, rest.lead_cols, prefix, logits_to_keep=1
+        )
+        empty = rest.rest_mask.sum(1) == 0  # only a BOS: the prefix predicts the first token
+        last = cast(torch.Tensor, out.logits)[:, -1]
+        logits = torch.where(empty[:, None], prefix.last_logits.to(last.dtype), last)
+        mask = torch.cat([prefix.mask, rest.rest_mask], 1)
+        position = prefix.lengths + rest.rest_mask.sum(1)
+        return Running.from_cache(prefix.cache, mask, position, logits)

@@ -189,6 +189,8 @@ class PromptedModel(nn.Module):
 
     def named_head_parameters(self) -> dict[str, nn.Parameter]:
         head = {id(p) for p in self.head_parameters()}
+        if not head:
+            return {}
         return {n: p for n, p in self.model.named_parameters() if id(p) in head}
 
     def num_trainable(self) -> dict[str, int]:

@@ -110,7 +110,7 @@ def batch_prefix(
     return BatchPrefix(DynamicCache(ddp_cache_data=data, config=config), mask, lengths, last, lead)
 
 
-def _with_cache(model: PreTrainedModel, cache: DynamicCache) -> dict[str, DynamicCache]:
+def cache_argument(model: PreTrainedModel, cache: DynamicCache) -> dict[str, DynamicCache]:
     """``cache`` under the keyword this model takes it by (see :mod:`lrpt.cache_api`)."""
     support = prefix_support(model)
     if support.kwarg is None:
@@ -146,7 +146,7 @@ def forward_with_prefix(
         position_ids=position_ids,
         use_cache=True,
         logits_to_keep=logits_to_keep,
-        **_with_cache(model, prefix.cache),
+        **cache_argument(model, prefix.cache),
     )
     logits = out.logits
     loss = None
@@ -205,7 +205,7 @@ def greedy_with_prefix(
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
         logits = model(
             inputs_embeds=embedding(token[:, None]), attention_mask=mask,
-            position_ids=position[:, None], use_cache=True, **_with_cache(model, prefix.cache),
+            position_ids=position[:, None], use_cache=True, **cache_argument(model, prefix.cache),
         ).logits[:, -1]  # fmt: skip
         position = position + 1
     return torch.stack(new, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, cast
 
 import torch
@@ -17,6 +18,22 @@ from lrpt.placement import DTYPES, HALF, dtype_name
 # SHA-256 of a weight's little-endian float32 bytes (row-major): ``embedding_sha256`` and the
 # ``sha256`` of each frozen tensor in ``prompt.json``
 embedding_fingerprint = tensor_fingerprint
+
+# a model's embedding fingerprint by weight tensor, with the tensor's version when it was taken:
+# loading many prompts onto one model hashes its embeddings once, not once per prompt
+_weight_fingerprints: dict[int, tuple[weakref.ref[torch.Tensor], int, str]] = {}
+
+
+def weight_fingerprint(weight: torch.Tensor) -> str:
+    """:func:`embedding_fingerprint` of a model's weight, memoised until it changes in place."""
+    version = weight._version
+    known = _weight_fingerprints.get(id(weight))
+    if known is None or known[0]() is not weight or known[1] != version:
+        for key in [k for k, v in _weight_fingerprints.items() if v[0]() is None]:
+            del _weight_fingerprints[key]  # weights that are gone
+        known = (weakref.ref(weight), version, embedding_fingerprint(weight))
+        _weight_fingerprints[id(weight)] = known
+    return known[2]
 
 
 def identity(
@@ -46,7 +63,7 @@ def model_identity(model: PreTrainedModel, name: str | None) -> dict[str, Any]:
     if its embeddings are not float32)."""
     weight = embedding_of(model)  # (V, d)
     vocab, hidden = weight.shape
-    sha = embedding_fingerprint(weight)
+    sha = weight_fingerprint(weight)
     return identity(name, family_of(model), vocab, hidden, sha, weight.dtype)
 
 
@@ -82,7 +99,7 @@ def fingerprint_at(stored: dict[str, Any], model: PreTrainedModel) -> str | None
     weight = embedding_of(model)
     trained = stored_dtype(stored)
     if weight.dtype == trained:
-        return embedding_fingerprint(weight)
+        return weight_fingerprint(weight)
     if trained in HALF and weight.dtype == torch.float32:
         return embedding_fingerprint(weight.to(trained))
     return None

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("lrpt.app.cli.predict", "predict labels (or generate) for texts with a prompt"),
     "data": ("lrpt.app.cli.data", "list the built-in tasks, or show one"),
     "bench": ("lrpt.app.cli.bench", "benchmark methods: speed vs pt and PEFT, or a suite"),
+    "serve": ("lrpt.app.cli.serve", "serve trained prompts on one frozen model over HTTP"),
 }
 
 EXIT_BAD_INPUT = 2

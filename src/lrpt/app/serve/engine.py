@@ -1,0 +1,452 @@
+"""The batch scheduler: one thread runs the model, every request goes through it.
+
+Each iteration of the model thread
+
+1. classifies every waiting classification request at once: rows of prompts that share their
+   prefix (static prompts) go through one mixed-prompt :class:`~lrpt.bank.PromptBank` forward
+   whatever their prompts; the others (instance-dependent prompts) through their own
+   prompted model;
+2. admits waiting generation requests into the running batch, up to ``max_batch`` rows:
+   shared-prefix prompts are prefilled together by :meth:`PromptBank.prefill`, the others (the
+   base model, instance-dependent prompts) with the prompt inside their input;
+3. advances every running row by one token (:meth:`lrpt.decoding.Running.step`), whatever its
+   prompt, and lets finished rows leave.
+
+So a request that arrives while others decode joins at the next step (iteration-level, or
+continuous, batching) instead of waiting for the batch to finish. Requests wait in a bounded
+queue: a full queue refuses new work (:class:`Overloaded`) instead of growing without bound, and
+so does a queue longer than the request's timeout at the rate requests recently finished (it
+would only time out waiting).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lrpt.app.data.datasets import Example
+from lrpt.app.data.tasks import ClassifyObjective, pad
+from lrpt.app.serve.metrics import ServeMetrics
+from lrpt.app.serve.store import PromptStore, Served
+from lrpt.bank import PromptBank
+from lrpt.decoding import Running, choose, prefill
+from lrpt.prefix_cache import PrefixCache
+
+log = logging.getLogger("lrpt.serve")
+RATE_WINDOW = 30.0  # seconds of recent completions that estimate the service rate
+
+
+class Overloaded(Exception):
+    """The queue is full: retry later."""
+
+
+class Unavailable(Exception):
+    """The server is shutting down."""
+
+
+@dataclass
+class Failure:
+    """An error delivered to a request: HTTP status, message, the field at fault, a code."""
+
+    status: int
+    message: str
+    param: str | None = None
+    code: str | None = None
+
+
+Deliver = Callable[[tuple[Any, ...]], None]
+
+
+@dataclass(eq=False)
+class Job:
+    """One request: its prompt (a name, or the base model's), where results go, its deadline."""
+
+    prompt: str
+    deliver: Deliver
+    deadline: float
+    cancelled: bool = False
+
+
+@dataclass(eq=False)
+class ClassifyJob(Job):
+    texts: list[str] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class GenerateJob(Job):
+    ids: list[int] = field(default_factory=list)
+    text: str = ""
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Row:
+    """A generation request being decoded."""
+
+    job: GenerateJob
+    generator: torch.Generator
+    tokens: list[int] = field(default_factory=list)
+    sent: int = 0  # characters of the decoded text already delivered
+
+
+class Engine:
+    """Runs the store's prompts (and the bare base model, as ``base_name``) on one thread."""
+
+    def __init__(
+        self,
+        store: PromptStore,
+        base_name: str,
+        metrics: ServeMetrics,
+        *,
+        max_batch: int = 32,
+        max_queue: int = 256,
+        prefix_cache_bytes: int = 1 << 30,
+    ) -> None:
+        self.store = store
+        self.base_name = base_name
+        self.metrics = metrics
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.model = store.model
+        self.tokenizer = store.tokenizer
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        eos = self.model.generation_config.eos_token_id
+        self.eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self.cache = PrefixCache(prefix_cache_bytes)
+        self.bank = PromptBank(prefix_cache=self.cache)
+        self.lock = threading.Lock()  # held while the model runs and while prompts change
+        self._cond = threading.Condition()
+        self._pending: deque[Job] = deque()
+        self._rows: list[_Row] = []
+        self._running: Running | None = None
+        self._closing = False
+        self._completed: deque[float] = deque(maxlen=4096)  # when recent requests finished
+        for served in store.prompts.values():
+            self._add(served)
+        self._thread = threading.Thread(target=self._loop, name="lrpt-engine", daemon=True)
+
+    # ------------------------------------------------------------------ control
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop taking work, finish what is queued and running, stop the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+
+    def submit(self, job: Job) -> None:
+        """Queue ``job``. Raises :class:`Overloaded` when the queue is full and
+        :class:`Unavailable` when shutting down."""
+        with self._cond:
+            if self._closing:
+                raise Unavailable("the server is shutting down")
+            if len(self._pending) >= self.max_queue:
+                raise Overloaded(f"the queue is full ({self.max_queue} requests waiting)")
+            wait = self._expected_wait()
+            if wait > job.deadline - time.monotonic():
+                raise Overloaded(
+                    f"{len(self._pending)} requests are waiting, about {wait:.0f} s of work at "
+                    "the recent rate: more than this request's timeout"
+                )
+            self._pending.append(job)
+            self.metrics.queue_depth.set(len(self._pending))
+            self._cond.notify()
+
+    def _expected_wait(self) -> float:
+        """Seconds until a request queued now would start, at the rate requests finished in
+        the last :data:`RATE_WINDOW` seconds (0 while the queue fits in one batch, or too few
+        requests finished to tell): a request that would time out waiting is refused at once
+        instead of occupying the queue."""
+        waiting = len(self._pending)
+        now = time.monotonic()
+        recent = [t for t in self._completed if now - t <= RATE_WINDOW]
+        if waiting < self.max_batch or len(recent) < 4:
+            return 0.0
+        return waiting / (len(recent) / RATE_WINDOW)
+
+    def _completed_one(self) -> None:
+        self._completed.append(time.monotonic())
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    @property
+    def decoding(self) -> int:
+        return len(self._rows)
+
+    # ------------------------------------------------------------------ prompts
+    def _add(self, served: Served) -> None:
+        if served.batched:
+            self.bank.add(served.name, served.pm, replace=True)
+        else:
+            self.bank.remove(served.name)
+
+    def install(self, served: Served) -> None:
+        """Serve ``served`` (in place of a prompt of that name) from the next batch on."""
+        with self.lock:
+            self._add(served)
+            self.store.prompts[served.name] = served
+
+    def uninstall(self, name: str) -> None:
+        """Stop serving prompt ``name`` and delete it from the store."""
+        with self.lock:
+            self.bank.remove(name)
+            self.store.delete(name)
+            self.store.prompts.pop(name, None)
+
+    # ------------------------------------------------------------------ the loop
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and self._running is None:
+                    if self._closing:
+                        return
+                    self._cond.wait(0.5)
+            self.step()
+
+    def step(self) -> None:
+        """One iteration: classify what waits, admit generations, advance every running row
+        one token (the model thread calls it in a loop; tests may call it directly)."""
+        with self._cond:
+            classify, generate = self._take()
+            self.metrics.queue_depth.set(len(self._pending))
+        try:
+            with self.lock, torch.inference_mode():
+                self._classify(classify)
+                self._admit(generate)
+                self._decode()
+        except Exception as err:  # a bug must not kill the thread: fail what it touched
+            log.exception("the model thread failed an iteration")
+            failure = Failure(500, f"internal error: {type(err).__name__}: {err}")
+            for job in [*classify, *generate, *(row.job for row in self._rows)]:
+                job.deliver(("error", failure))
+            self._rows, self._running = [], None
+        self.metrics.decoding.set(len(self._rows))
+
+    def _take(self) -> tuple[list[ClassifyJob], list[GenerateJob]]:
+        """The waiting jobs this iteration runs: every classification (up to ``max_batch``
+        texts) and the generations that fit in the running batch. Expired jobs fail here."""
+        classify: list[ClassifyJob] = []
+        generate: list[GenerateJob] = []
+        texts, room = 0, self.max_batch - len(self._rows)
+        keep: deque[Job] = deque()
+        now = time.monotonic()
+        for job in self._pending:
+            if job.cancelled:
+                continue
+            if now > job.deadline:
+                job.deliver(("error", _timeout()))
+            elif isinstance(job, ClassifyJob) and (
+                not classify or texts + len(job.texts) <= self.max_batch
+            ):
+                classify.append(job)
+                texts += len(job.texts)
+            elif isinstance(job, GenerateJob) and len(generate) < room:
+                generate.append(job)
+            else:
+                keep.append(job)
+        self._pending = keep
+        return classify, generate
+
+    def _resolve(self, job: Job) -> Served | None:
+        """The prompt ``job`` names now (None: the base model); a vanished prompt fails it."""
+        if job.prompt == self.base_name:
+            return None
+        served = self.store.prompts.get(job.prompt)
+        if served is None:
+            job.deliver(("error", Failure(404, f"no prompt {job.prompt!r}", "model",
+                                          "model_not_found")))  # fmt: skip
+            raise LookupError(job.prompt)
+        return served
+
+    # ------------------------------------------------------------------ classification
+    def _classify(self, jobs: list[ClassifyJob]) -> None:
+        rows: list[list[int]] = []
+        tails: list[list[int]] = []
+        tasks: list[str] = []
+        owners: list[tuple[ClassifyJob, ClassifyObjective, int]] = []  # first row per text
+        for job in jobs:
+            try:
+                served = self._resolve(job)
+            except LookupError:
+                continue
+            objective = served.objective if served is not None else None
+            if served is None or objective is None:
+                job.deliver(("error", Failure(400, f"prompt {job.prompt!r} has no classification "
+                                              "task", "model", "not_a_classifier")))  # fmt: skip
+                continue
+            if not served.batched:
+                batch = objective.collate([Example(t, "") for t in job.texts], golds=False)
+                scores = objective.scores(served.pm, batch)
+                job.deliver(("result", [_labelled(objective, s) for s in scores]))
+                self._completed_one()
+                self.metrics.batch("classify", len(job.texts))
+                continue
+            for text in job.texts:
+                row = objective.encode(Example(text, ""))
+                owners.append((job, objective, len(rows)))
+                words = objective.words if objective.width > 1 else [objective.words[0][:1]]
+                for word in words:
+                    rows.append(row)
+                    tails.append(word[:-1])
+                    tasks.append(job.prompt)
+        if not rows:
+            return
+        width = 1 + max(len(t) for t in tails)
+        ids, mask = pad(rows, self.pad_id, left=True, tails=tails)
+        device = self.model.device
+        logits = self.bank(ids.to(device), mask.to(device), tasks, logits_to_keep=width).logits
+        logp = logits.float().log_softmax(-1)  # (N, width, V)
+        self.metrics.batch("classify", len(owners))
+        results: dict[int, list[dict[str, Any]]] = {}
+        for job, objective, first in owners:
+            scores = _scores(objective, logp, first)
+            results.setdefault(id(job), []).append(_labelled(objective, scores))
+        for job in dict.fromkeys(job for job, _, _ in owners):
+            job.deliver(("result", results[id(job)]))
+            self._completed_one()
+
+    # ------------------------------------------------------------------ generation
+    def _admit(self, jobs: list[GenerateJob]) -> None:
+        shared: list[GenerateJob] = []
+        for job in jobs:
+            try:
+                served = self._resolve(job)
+            except LookupError:
+                continue
+            if served is not None and served.batched:
+                shared.append(job)
+                continue
+            ids = torch.tensor([job.ids], device=self.model.device)
+            mask = torch.ones_like(ids)
+            if served is None:
+                embeds = self.model.get_input_embeddings()(ids)
+                positions = torch.arange(ids.shape[1], device=ids.device)[None]
+                self._join(prefill(self.model, embeds, mask, positions), [job])
+            else:
+                ins = served.pm.insert(ids, mask, texts=[job.text])
+                new = prefill(self.model, ins.embeds, ins.attention_mask, ins.position_ids)
+                self._join(new, [job])
+        if shared:
+            ids, mask = pad([job.ids for job in shared], self.pad_id, left=True)
+            device = self.model.device
+            new = self.bank.prefill(ids.to(device), mask.to(device), [j.prompt for j in shared])
+            self._join(new, shared)
+        if jobs:
+            self.metrics.batch("prefill", len(jobs))
+
+    def _join(self, new: Running, jobs: list[GenerateJob]) -> None:
+        self._running = new if self._running is None else self._running.join(new)
+        for job in jobs:
+            generator = torch.Generator(device="cpu")
+            if job.seed is not None:
+                generator.manual_seed(job.seed)
+            else:
+                generator.seed()
+            self._rows.append(_Row(job, generator))
+
+    def _decode(self) -> None:
+        if self._running is None:
+            return
+        keep: list[int] = []
+        tokens: list[int] = []
+        now = time.monotonic()
+        for i, row in enumerate(self._rows):
+            job = row.job
+            if job.cancelled:
+                continue
+            if now > job.deadline:
+                job.deliver(("error", _timeout()))
+                continue
+            token = choose(self._running.logits[i], job.temperature, job.top_p, row.generator)
+            if token in self.eos:
+                self._finish(row, "stop")
+                continue
+            row.tokens.append(token)
+            if self._emit(row) or len(row.tokens) >= job.max_tokens:
+                self._finish(row, "stop" if self._stopped(row) else "length")
+                continue
+            keep.append(i)
+            tokens.append(token)
+        self.metrics.batch("decode", len(self._rows))
+        self.metrics.tokens.inc(len(tokens))
+        if len(keep) < len(self._rows):
+            self._rows = [self._rows[i] for i in keep]
+            self._running = self._running.select(keep) if keep else None
+        if self._running is not None:
+            step = torch.tensor(tokens, device=self._running.mask.device)
+            self._running = self._running.step(self.model, step)
+
+    def _text(self, row: _Row) -> tuple[str, bool]:
+        """The row's text so far, cut before its first stop string; whether one was found."""
+        text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
+        cuts = [text.find(s) for s in row.job.stop if s in text]
+        return (text[: min(cuts)], True) if cuts else (text, False)
+
+    def _stopped(self, row: _Row) -> bool:
+        return self._text(row)[1]
+
+    def _emit(self, row: _Row) -> bool:
+        """Deliver the new text a row may show (holding back what could start a stop string or
+        an unfinished character); → whether a stop string ended it."""
+        text, stopped = self._text(row)
+        if stopped:
+            return True
+        hold = max((len(s) for s in row.job.stop), default=1) - 1
+        end = len(text) - hold
+        while end > row.sent and text[end - 1] == "\ufffd":
+            end -= 1
+        if end > row.sent:
+            row.job.deliver(("delta", text[row.sent : end]))
+            row.sent = end
+        return False
+
+    def _finish(self, row: _Row, reason: str) -> None:
+        text, _ = self._text(row)
+        if len(text) > row.sent:
+            row.job.deliver(("delta", text[row.sent :]))
+        usage = {"prompt_tokens": len(row.job.ids), "completion_tokens": len(row.tokens)}
+        row.job.deliver(("done", reason, usage))
+        self._completed_one()
+
+
+def _timeout() -> Failure:
+    return Failure(504, "the request ran past its timeout", None, "timeout")
+
+
+def _scores(objective: ClassifyObjective, logp: torch.Tensor, first: int) -> torch.Tensor:
+    """``(C,)`` label scores of the text whose rows start at ``first`` (see
+    :meth:`ClassifyObjective.scores`: the summed log-probability of each answer's tokens)."""
+    if objective.width == 1:
+        return logp[first, 0, objective.targets[:, 0].to(logp.device)]
+    scores = [
+        sum(logp[first + c, k, token] for k, token in enumerate(word))
+        for c, word in enumerate(objective.words)
+    ]
+    return torch.stack([torch.as_tensor(s) for s in scores])
+
+
+def _labelled(objective: ClassifyObjective, scores: torch.Tensor) -> dict[str, Any]:
+    """The label and each label's score (summed log-probability) and probability."""
+    labels = objective.spec.labels
+    probs = scores.float().softmax(-1).tolist()
+    values = scores.float().tolist()
+    return {
+        "label": labels[int(scores.argmax())],
+        "scores": dict(zip(labels, values, strict=True)),
+        "probabilities": dict(zip(labels, probs, strict=True)),
+    }
