@@ -269,3 +269,22 @@ def test_after_prefix_names_the_input_part() -> None:
     ids = batch["input_ids"].clone()
     ids[0, first[0]] = 40  # row 0 no longer starts with BOS
     assert pm.after_prefix(ids, batch["attention_mask"]) is None
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_head_gets_contiguous_hidden_states(share: bool) -> None:
+    """``logits_to_keep`` slices the hidden states; the head's input is made contiguous (a
+    strided matmul is far slower on the CPU), once per model, with the same logits."""
+    pm = _prompted("pt", "causal", share_prefix=share)
+    lrpt.prompt_model("pt", pm.model, pm.tokenizer, num_tokens=3, seed=0)  # a second prompt
+    head = pm.model.get_output_embeddings()
+    assert len(head._forward_pre_hooks) == 1  # registered once per model
+    seen: list[bool] = []
+    handle = head.register_forward_hook(lambda m, args, out: seen.append(args[0].is_contiguous()))
+    batch = {k: v for k, v in _batch(pm, side="left").items() if k != "labels"}
+    with torch.no_grad():
+        last = pm(**batch, logits_to_keep=2).logits
+        full = pm(**batch).logits
+    handle.remove()
+    assert len(seen) >= 2 and all(seen)  # (the shared prefix runs the head too)
+    torch.testing.assert_close(last, full[:, -2:], rtol=1e-5, atol=1e-5)
