@@ -7,6 +7,10 @@ for: PEFT's prompt tuning wraps the same copy), alternating between variants rou
 * training step (forward + backward + AdamW step) of every method relative to ``pt`` at the same
   ``n``, and of lrpt's ``pt`` (shared prefix) and lrpt's naive ``pt`` relative to PEFT's prompt
   tuning, on the same batch (right-padded, loss on the answer word), starting from the same prompt;
+* with ``naive=True``, every other static method also without the shared prefix (``M (naive)``:
+  its prompt run with every row, as the papers' baselines computed it) against ``pt (naive)``,
+  beside its shared-prefix ratio against ``pt``: a shorter prompt saves more when each example
+  recomputes it (EPT's speed claim is against such a ``pt``);
 * peak memory added by two training steps, each variant in a fresh child process (so no
   allocator cache from another variant hides it): on the CPU the resident set (Linux: the
   ``VmHWM`` high-water mark, reset through ``/proc/self/clear_refs`` after the model and batch
@@ -44,6 +48,7 @@ from lrpt.placement import dtype_name, resolve_device, resolve_dtype
 
 Step = Callable[[], float | None]
 PEFT_PATH = "PEFT: with every row"
+NAIVE = " (naive)"  # the name suffix of a variant run without the shared prefix
 BANK_PATH = "shared prefixes, cached per task"
 
 
@@ -72,8 +77,11 @@ def step_peak_mb(
     base = lrpt.load_model(model, device=device, dtype=dtype)
     texts, answers, _ = task_texts(task, batch_size)
     batch = to_device(train_batch(base.tokenizer, texts, answers), base.model.device)
-    key = name if name in lrpt.METHODS else "pt"
-    (variant,) = [v for v in training_variants(base, batch, num_tokens, [key]) if v.name == name]
+    key = name.removesuffix(NAIVE)
+    key = key if key in lrpt.METHODS else "pt"
+    naive = name.endswith(NAIVE) and key != "pt"
+    variants = training_variants(base, batch, num_tokens, [key], naive=naive)
+    (variant,) = [v for v in variants if v.name == name]
     memory = StepMemory(base.model.device)
     memory.start()
     for _ in range(2):
@@ -193,9 +201,11 @@ def _peft_prompt_model(model: Any, pm: lrpt.PromptedModel) -> Any:
 
 # ------------------------------------------------------------------------------ runs
 def training_variants(
-    base: lrpt.LoadedModel, batch: dict, num_tokens: int, methods: list[str]
-) -> list[Variant]:
-    """One training-step variant per method, plus lrpt's naive pt and PEFT's pt."""
+    base: lrpt.LoadedModel, batch: dict, num_tokens: int, methods: list[str], *,
+    naive: bool = False,
+) -> list[Variant]:  # fmt: skip
+    """One training-step variant per method, plus lrpt's naive pt and PEFT's pt; with
+    ``naive``, each other static method also without the shared prefix (``M (naive)``)."""
     from lrpt.app.runs import load_encoder
 
     variants = []
@@ -208,12 +218,18 @@ def training_variants(
         params = [p for p in pm.parameters() if p.requires_grad]
         step = _train_step(pm, params, batch)
         variants.append(lrpt_variant(key, pm, step, shared=cls.static))
+        if key != "pt" and naive and cls.static:
+            every_row = lrpt.prompt_model(key, base.model, base.tokenizer, seed=0,
+                                          share_prefix=False, **opts)  # fmt: skip
+            params = [p for p in every_row.parameters() if p.requires_grad]
+            step = _train_step(every_row, params, batch)
+            variants.append(lrpt_variant(key + NAIVE, every_row, step, shared=False))
         if key == "pt":
-            naive = lrpt.prompt_model("pt", base.model, base.tokenizer, seed=0, share_prefix=False,
+            plain = lrpt.prompt_model("pt", base.model, base.tokenizer, seed=0, share_prefix=False,
                                       num_tokens=num_tokens)  # fmt: skip
-            params = list(naive.method.parameters())
-            step = _train_step(naive, params, batch)
-            variants.append(lrpt_variant("pt (naive)", naive, step, shared=False))
+            params = list(plain.method.parameters())
+            step = _train_step(plain, params, batch)
+            variants.append(lrpt_variant("pt" + NAIVE, plain, step, shared=False))
             peft_model = _peft_prompt_model(copy.copy(base.model), pm)
             params = [p for p in peft_model.parameters() if p.requires_grad]
             variants.append(Variant("peft pt", _train_step(peft_model, params, batch), PEFT_PATH))
@@ -260,11 +276,14 @@ def inference_variants(base: lrpt.LoadedModel, texts: list[str], num_tokens: int
 def run_speed(
     model: str, task: str, *, num_tokens: int, batch_size: int, rounds: int, methods: list[str],
     progress: Callable[[str], None] = print, device: str = "cpu", dtype: str = "float32",
+    naive: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Measure everything; return a JSON-able report.
 
     ``device`` and ``dtype`` place the frozen base model (``auto`` as in ``lrpt train``); PEFT
     runs on the same copy, so both sides run in that precision. Prompts stay float32.
+    ``naive``: also time each other static method without the shared prefix
+    (``"both_paths"`` in the report: its step time against ``pt`` on each path).
     """
     torch.manual_seed(0)
     where = resolve_device(device)
@@ -274,8 +293,8 @@ def run_speed(
         raise ValueError(f"the speed benchmark needs a causal LM; {model!r} is {base.family}")
     texts, answers, _ = task_texts(task, batch_size)
     batch = to_device(train_batch(base.tokenizer, texts, answers), where)
-    progress(f"training steps: {len(methods) + 2} variants × {rounds} rounds")
-    train = training_variants(base, batch, num_tokens, methods)
+    train = training_variants(base, batch, num_tokens, methods, naive=naive)
+    progress(f"training steps: {len(train)} variants × {rounds} rounds")
     measure(train, rounds)
     progress("peak memory: one child process per training variant")
     names = [v.name for v in train]
@@ -284,7 +303,15 @@ def run_speed(
     infer = inference_variants(base, texts, num_tokens)
     measure(infer, rounds * 3)
     by = {v.name: v for v in train + infer}
-    return {
+    both_paths = {
+        v.name.removesuffix(NAIVE): {
+            "shared_vs_pt": ratios(by[v.name.removesuffix(NAIVE)], by["pt"]),
+            "naive_vs_pt_naive": ratios(v, by["pt" + NAIVE]),
+        }
+        for v in train
+        if v.name.endswith(NAIVE) and v.name != "pt" + NAIVE
+    }
+    report = {
         "model": model, "task": task, "num_tokens": num_tokens, "batch_size": batch_size,
         "rounds": rounds, "device": str(where), "dtype": precision,
         "peak_memory_measure": StepMemory(where).measure,
@@ -308,6 +335,9 @@ def run_speed(
             else {"refused": f"no shared prefix: {by['lrpt pt (cached prefix)'].unshared}"}
         ),
     }  # fmt: skip
+    if naive:
+        report["both_paths"] = both_paths
+    return report
 
 
 def _inverse(r: dict[str, Any]) -> dict[str, Any]:
@@ -362,4 +392,15 @@ def markdown(report: dict[str, Any]) -> str:
     r = report["mixed_vs_single_throughput"]
     lines.append(f"| mixed batch of {report['batch_size']} prompts / one-prompt batch, examples/s "
                  f"| {_cells(r)} |")  # fmt: skip
+    if report.get("both_paths"):
+        lines += [
+            "",
+            "| step time vs pt, both paths (min / median / max) | prefix shared (lrpt): M / pt "
+            "| every row (the papers' setting): M (naive) / pt (naive) |",
+            "|---|---|---|",
+        ]
+        for name, pair in report["both_paths"].items():
+            shared = _cells(pair["shared_vs_pt"], " / ")
+            every_row = _cells(pair["naive_vs_pt_naive"], " / ")
+            lines.append(f"| {name} | {shared} | {every_row} |")
     return "\n".join(lines)

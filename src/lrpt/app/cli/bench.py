@@ -19,6 +19,7 @@ SPEED_DEFAULTS = {
     "methods": ",".join(METHODS),
     "device": "auto",
     "dtype": "auto",
+    "naive": False,
     "out": None,
 }
 
@@ -45,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dtype", choices=DTYPE_CHOICES,
         help="the frozen model's precision, for lrpt and PEFT alike (default auto: float32 on "
         "CPU, bfloat16 on CUDA where supported)",
+    )  # fmt: skip
+    speed.add_argument(
+        "--naive", action="store_true", default=None,
+        help="also time each static method without the shared prefix (its prompt run with "
+        "every row, the papers' setting) against pt without it, beside the shared-prefix ratios",
     )  # fmt: skip
     speed.add_argument("--out", type=Path, help="write the JSON report here (and .md beside it)")
     suite = parser.add_argument_group("--suite")
@@ -107,7 +113,7 @@ def run_speed_mode(args: argparse.Namespace) -> int:
     report = run_speed(args.model, args.task, num_tokens=args.num_tokens,
                        batch_size=args.batch_size, rounds=args.rounds, methods=methods,
                        progress=lambda m: print(m, file=sys.stderr), device=args.device,
-                       dtype=args.dtype)  # fmt: skip
+                       dtype=args.dtype, naive=bool(args.naive))  # fmt: skip
     table = markdown(report)
     print(table)
     if args.out:
