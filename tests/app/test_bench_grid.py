@@ -78,6 +78,44 @@ def test_grid_errors(tmp_path: Path, text: str, message: str) -> None:
         load_suite(write_suite(tmp_path, entry))
 
 
+def test_grid_from_takes_another_entrys_choice(tmp_path: Path) -> None:
+    """A longer run at the rate another entry's grid chose: no grid runs of its own."""
+    text = (
+        '[[run]]\nname = "short"\nmethod = "pt"\ngrid = { lr = [0.1, 0.01] }\n'
+        '[[run]]\nname = "long"\nmethod = "pt"\ngrid_from = "short"\nsteps = 1000\nstage = 1\n'
+    )
+    suite = load_suite(write_suite(tmp_path, text))
+    assert [run.id for run in suite.runs] == [
+        "mr/short/grid/lr=0.1/seed0", "mr/short/grid/lr=0.01/seed0", "mr/short/seed0",
+        "mr/long/seed0",
+    ]  # fmt: skip
+    root = tmp_path / "results"
+    finish(root, suite.runs[0], 0.5)
+    long = suite.runs[3]
+    assert long.waits_for_grid and bench_suite.resolve(suite, long, root) is None
+    finish(root, suite.runs[1], 0.75)
+    resolved = bench_suite.resolve(suite, long, root)
+    assert resolved is not None and resolved.training == {"model": "tiny-llama", "lr": 0.01,
+                                                          "steps": 1000}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('grid_from = "nope"\n', "grid_from 'nope' is not an entry with a grid"),
+        ('grid_from = "a"\ntasks = ["bbc"]\n', "grid_from 'a' has no grid on bbc"),
+        ('grid_from = "a"\ngrid = { lr = [1.0, 2.0] }\n', "grid_from takes another entry's"),
+    ],
+)
+def test_grid_from_errors(tmp_path: Path, text: str, message: str) -> None:
+    entries = (
+        '[[run]]\nname = "a"\nmethod = "pt"\ngrid = { lr = [0.1, 0.01] }\n'
+        '[[run]]\nname = "b"\nmethod = "pt"\n' + text
+    )
+    with pytest.raises(ValueError, match=message):
+        load_suite(write_suite(tmp_path, entries))
+
+
 def test_group_needs_the_same_points(tmp_path: Path) -> None:
     text = (
         '[[run]]\nname = "a"\nmethod = "pt"\ngrid = { lr = [0.1, 0.01] }\ngrid_group = "g"\n'

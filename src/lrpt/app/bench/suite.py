@@ -40,7 +40,9 @@ split is never read during selection. The point with the best validation metric 
 ``best_validation``; the first point on a tie) is chosen per task, and the entry's seeds then
 train at it and are tested as any other run. Entries with the same ``grid_group`` (the same
 points) choose one point together: the one with the best mean validation over the group's
-entries on that task. Grid runs come before every other run of their stage; a run whose grid
+entries on that task. ``grid_from = "NAME"`` trains at the point entry ``NAME``'s grid chose on
+the same task, with no grid runs of its own (e.g. a longer budget at the tuned rate). Grid runs
+come before every other run of their stage; a run whose grid
 is not complete waits (it is reported as waiting and retried on the next invocation). The
 summaries list every point's validation score and the choice.
 
@@ -84,7 +86,7 @@ TRAIN_LOG = "train.log"
 SUMMARY_FILES = ("summary.json", "summary.md", "summary.png")
 
 _SUITE_KEYS = {"description", "defaults", "run", "claim"}
-_ENTRY_KEYS = {"name", "method", "options", "grid", "grid_group"}
+_ENTRY_KEYS = {"name", "method", "options", "grid", "grid_group", "grid_from"}
 # lrpt train flags the runner sets itself
 _RUNNER_FLAGS = {"out", "resume", "quiet", "seed", "task", "data", "method"}
 # what a run is and when it runs, not how it trains
@@ -107,6 +109,7 @@ class Grid:
 
     points: tuple[dict[str, Any], ...]
     group: str
+    own: bool = True  # False: the entry takes another entry's choice (grid_from), no grid runs
 
     def label(self, index: int) -> str:
         """Point ``index`` as a directory name: ``lr=0.01`` or ``lr=0.3,lowrank_lr=0.0005``."""
@@ -314,7 +317,7 @@ def _expand(
             options = dict(merged.get("options", {}))
             run = SuiteRun(name, merged["method"], task, seed, options, training, grid)
             runs.append(((stage, seed, tasks.index(task), index, 0), run))
-            if grid is None or seed != seeds[0]:
+            if grid is None or not grid.own or seed != seeds[0]:
                 continue
             for i, point in enumerate(grid.points):
                 selection = run.with_point(point)
@@ -332,6 +335,8 @@ def _check_grids(where: str, configs: list[tuple[str, dict[str, Any]]]) -> dict[
     for name, merged in configs:
         value, group = merged.get("grid"), merged.get("grid_group", name)
         here = f"{where}, {name}"
+        if "grid_from" in merged and ("grid" in merged or "grid_group" in merged):
+            raise ValueError(f"{here}: grid_from takes another entry's grid: no grid here")
         if value is None:
             if "grid_group" in merged:
                 raise ValueError(f"{here}: grid_group {group!r} without a grid")
@@ -340,6 +345,19 @@ def _check_grids(where: str, configs: list[tuple[str, dict[str, Any]]]) -> dict[
             raise ValueError(f"{here}: grid_group must be a name, got {group!r}")
         points = _grid_points(here, value)
         grids[name] = Grid(points, group)
+    tasks = {name: merged.get("tasks", []) for name, merged in configs}
+    for name, merged in configs:
+        source = merged.get("grid_from")
+        if source is None:
+            continue
+        if source not in grids:
+            raise ValueError(f"{where}, {name}: grid_from {source!r} is not an entry with a grid")
+        missing = [t for t in tasks[name] if t not in tasks[source]]
+        if missing:
+            raise ValueError(
+                f"{where}, {name}: grid_from {source!r} has no grid on {', '.join(missing)}"
+            )
+        grids[name] = dataclasses.replace(grids[source], own=False)
     by_group: dict[str, tuple[str, Grid]] = {}
     for name, grid in grids.items():
         first = by_group.setdefault(grid.group, (name, grid))
