@@ -47,8 +47,8 @@ def test_norm_init_token() -> None:
     ones, token = build(seed=3), build(seed=3, norm_init="token")
     vocab = tiny("causal").model.get_input_embeddings().weight.detach()
     t = float(vocab[:5000].norm(dim=1).mean())  # tiny's candidate ids: every non-special id
-    assert float(token.norm_weight[0]) == pytest.approx(t / 8.0, rel=0.02)  # √64 = 8
-    assert torch.equal(token.norm_weight, torch.full((64,), float(token.norm_weight[0])))
+    assert float(token.norm_weight.detach()[0]) == pytest.approx(t / 8.0, rel=0.02)  # √64 = 8
+    assert torch.equal(token.norm_weight, torch.full((64,), float(token.norm_weight.detach()[0])))
     for name in ("prompt_embeddings", "w1", "b1", "w2", "b2", "norm_bias"):
         assert torch.equal(getattr(ones, name), getattr(token, name)), name
     p = ones.prompt_embeddings.detach()
