@@ -396,6 +396,35 @@ def test_unknown_config_field(pt_artifact, capsys) -> None:
     cli_fails(capsys, ["inspect", str(pt_artifact)], "unknown field(s) colour")
 
 
+@pytest.mark.parametrize(
+    ("key", "old"),
+    [("ept", {"svd_init": "sqrt_sigma", "expert_init": "linear"}),
+     ("idpg", {"bias_init": "vocab", "dropout": 0.0}),
+     ("residual", {"norm_init": "ones"})],
+)  # fmt: skip
+def test_artifact_saved_before_a_field_existed(tmp_path, key: str, old: dict) -> None:
+    """An artifact saved with the earlier reading, before its field existed (prompt.json without
+    it), loads with the field's legacy value: the same config, prompt and logits bit for bit."""
+    pm = perturb(build(key, **old))
+    path = save(pm, tmp_path / key)
+    new_fields = set(lrpt.METHODS[key].config_class.legacy_values)
+    edit_json(path, lambda m: [m["config"].pop(name) for name in new_fields])
+    assert new_fields.isdisjoint(json.loads((path / "prompt.json").read_text())["config"])
+    loaded = tiny("causal")
+    encoder = None if lrpt.METHODS[key].static else tiny_encoder()
+    again = lrpt.load_prompt(path, loaded.model, loaded.tokenizer, encoder=encoder)
+    assert again.method.config == pm.method.config
+    assert {name: getattr(again.method.config, name) for name in old} == old
+    want, got = outputs(pm), outputs(again)
+    assert all(torch.equal(want[name], got[name]) for name in want)
+    assert artifact.load_method(path).config == pm.method.config
+
+
+def test_missing_config_field_without_a_legacy_value(pt_artifact, capsys) -> None:
+    edit_json(pt_artifact, lambda m: m["config"].pop("init"))
+    fails(ConfigMismatch, pt_artifact, "config of method 'pt' has missing field(s) init")
+
+
 def test_invalid_config_value(pt_artifact, capsys) -> None:
     edit_json(pt_artifact, lambda m: m["config"].__setitem__("num_tokens", 0))
     fails(ConfigMismatch, pt_artifact, "invalid config", "num_tokens must be an integer ≥ 1, got 0")

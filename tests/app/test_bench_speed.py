@@ -32,6 +32,35 @@ def test_speed_report_is_complete() -> None:
     assert all("refused" not in r for r in report["training_vs_pt"].values())
 
 
+def test_both_paths(tmp_path: Path, capsys) -> None:
+    """--naive: each static method also without the shared prefix, against pt without it; the
+    same loss on both paths, and both ratios side by side in the report."""
+    from lrpt.app.cli import main
+
+    out = tmp_path / "speed.json"
+    argv = ["bench", "--speed", "--model", "tiny-llama", "--task", FIXTURE, "--num-tokens", "6",
+            "--batch-size", "4", "--rounds", "2", "--methods", "ept,lopa", "--naive",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    import json
+
+    report = json.loads(out.read_text())
+    names = [row["name"] for row in report["training"]]
+    assert names == ["pt", "pt (naive)", "peft pt", "ept", "ept (naive)", "lopa"]  # lopa: no prefix
+    rows = {row["name"]: row for row in report["training"]}
+    assert abs(rows["ept"]["loss_first"] - rows["ept (naive)"]["loss_first"]) < 1e-5
+    assert rows["ept (naive)"]["path"].startswith("every row")
+    assert set(report["both_paths"]) == {"ept"}
+    pair = report["both_paths"]["ept"]
+    assert pair["shared_vs_pt"] == report["training_vs_pt"]["ept"]
+    naive = [a / b for a, b in zip(rows["ept (naive)"]["times_s"], rows["pt (naive)"]["times_s"],
+                                   strict=True)]  # fmt: skip
+    assert pair["naive_vs_pt_naive"]["max"] == max(naive)
+    assert "| step time vs pt, both paths (min / median / max) |" in table
+    assert "| ept | " in table.split("both paths")[1]
+
+
 def test_no_ratio_for_a_shared_variant_that_did_not_share() -> None:
     base = Variant("pt", lambda: None, "shared prefix", times=[1.0, 2.0])
     naive = Variant("pt (naive)", lambda: None, "every row", times=[2.0, 2.0])

@@ -194,10 +194,36 @@ def test_paper_suite() -> None:
     assert configs["ulpt-n100-r2-noscale"].options["scale"] is False
 
 
+def test_fair_suite() -> None:
+    """The ten methods (and pt n = 10) on mr and bbc, each with a learning-rate grid on seed 0,
+    then seeds 0-2; stage 1 on mr at 1,000 steps at the rates chosen at 150."""
+    suite = load_suite(SUITES / "fair.toml")
+    grids = [run for run in suite.runs if run.selects]
+    tested = [run for run in suite.runs if not run.selects]
+    stage0 = {run.config: run for run in tested if "stage" not in run.training}
+    assert [run.method for run in tested[:11]] == [*METHODS, "pt"]
+    assert len(tested) == 11 * 2 * 3 + 7 * 3 and {run.seed for run in grids} == {0}
+    assert all(run.training["evaluate_test"] is False for run in grids)
+    assert all("evaluate_test" not in run.training for run in tested)
+    assert all(run.grid is not None for run in tested)  # every rate is chosen
+    # ULPT's and DPT's grids hold the evidence's rates; EPT and DePT tune both rates
+    points = {c: [p.get("lr") for p in r.grid.points] for c, r in stage0.items() if r.grid}
+    assert points["ulpt-n100-r2"] == [0.1, 0.03, 0.01] and 0.3 in points["dpt-n100-b10"]
+    ept = stage0["ept-s61-r27"].grid
+    assert ept is not None and {p["lowrank_lr"] for p in ept.points} == {5e-4, 5e-3}
+    assert {stage0[c].grid.group for c in ("lopa-n10-r4", "idpg-n10", "pt-n10")} == {"lopa"}
+    assert stage0["idpg-n10"].options == {"num_tokens": 10, "hidden": 256}  # the new defaults
+    long = [run for run in tested if run.config.endswith("-1k")]
+    assert {run.method for run in long} == {"pt", "ulpt", "dpt", "lopt1", "dept", "ept"}
+    assert all(run.task == "mr" and run.training["steps"] == 1000 for run in long)
+    assert all(run.grid is not None and not run.grid.own for run in long)
+    assert sum(run.config.endswith("-1k") for run in grids) == 0  # they take stage 0's choice
+
+
 def test_suite_not_found(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.chdir(ROOT)
     assert main(["bench", "--suite", "nope"]) == 2
-    assert "suites in bench/suites: bf16, paper, quick, tiny" in capsys.readouterr().err
+    assert "suites in bench/suites: bf16, fair, paper, quick, tiny" in capsys.readouterr().err
     assert main(["bench", "--speed", "--list"]) == 2
     assert "--list goes with --suite" in capsys.readouterr().err
     assert main(["bench", "--suite", "tiny", "--batch-size", "8", "--model", "m"]) == 2

@@ -128,6 +128,32 @@ def test_loss_drops_and_results_are_complete(tmp_path: Path) -> None:
         torch.testing.assert_close(tensor, before[name], rtol=0, atol=0)
 
 
+class Sealed(list):
+    """A split that may be counted but whose examples raise when read."""
+
+    def _read(self, *args: object) -> None:
+        raise AssertionError("the test split was read")
+
+    __iter__ = __getitem__ = __reversed__ = __contains__ = _read  # type: ignore[assignment]
+
+
+def test_no_evaluate_test_never_reads_the_test_split(tmp_path: Path) -> None:
+    """A selection run (evaluate_test off) trains and validates without touching a single test
+    example, and says so in its results; the same run with it on reads the split."""
+    task = sentiment()
+    sealed = TaskData(task.name, task.train, task.validation, Sealed(task.test), task.labels,
+                      task.metric, task.template, task.verbalizer)  # fmt: skip
+    run = make_run(tmp_path, task=sealed, evaluate_test=False)
+    results = train(run, progress=False)
+    assert results["best_validation"]["value"] is not None
+    assert results["test"] is None and results["zero_shot_test"] is None
+    assert results["zero_shot_reason"] == "test evaluation is off (--no-evaluate-test)"
+    assert results["task"]["test_used"] == 0 and results["training"]["evaluate_test"] is False
+    assert (run.out / "prompt" / "prompt.json").is_file()
+    with pytest.raises(AssertionError, match="the test split was read"):
+        train(make_run(tmp_path / "on", task=sealed), progress=False)
+
+
 def test_best_checkpoint_is_restored_and_early_stopping(tmp_path: Path) -> None:
     run = make_run(tmp_path, steps=40, eval_every=1, patience=2, lr=1e-6)
     results = train(run, progress=False)

@@ -77,22 +77,68 @@ def _long_prompt(seed: int, length: int) -> torch.Tensor:
     return vocab_init(ctx, length)
 
 
-def test_decomposition_init() -> None:
-    """P_s = the long prompt's first s rows; A B = the best rank-r approximation of the long
-    prompt tiled to m rows, with A = U√Σ, B = √ΣVᵀ (so AᵀA = BBᵀ = Σ)."""
-    method = _built(seed=7, num_tokens=6, long_tokens=10, rank=4, max_length=23)
-    long = _long_prompt(7, 10)
-    assert torch.equal(method.prompt_embeddings.detach(), long[:6])
-    tiled = long[torch.arange(23) % 10].double()
+def _svd(seed: int, length: int, rows: int, rank: int):
+    tiled = _long_prompt(seed, length)[torch.arange(rows) % length].double()
     u, s, vh = torch.linalg.svd(tiled, full_matrices=False)
-    best = (u[:, :4] * s[:4]) @ vh[:4]
+    return u[:, :rank], s[:rank], vh[:rank]
+
+
+def test_decomposition_init_singular_vectors() -> None:
+    """The default (the paper read literally): P_s = the long prompt's first s rows, A = U_r and
+    B = V_rᵀ of the long prompt tiled to m rows, without Σ (AᵀA = BBᵀ = I)."""
+    method = _built(seed=7, num_tokens=6, long_tokens=10, rank=4, max_length=23)
+    assert method.config.svd_init == "vectors"
+    assert torch.equal(method.prompt_embeddings.detach(), _long_prompt(7, 10)[:6])
+    u, _, vh = _svd(7, 10, 23, 4)
     a, b = method.lowrank_a.detach().double(), method.lowrank_b.detach().double()
-    torch.testing.assert_close(a @ b, best, rtol=0, atol=1e-5)
-    torch.testing.assert_close(a.T @ a, torch.diag(s[:4]), rtol=0, atol=1e-5)
-    torch.testing.assert_close(b @ b.T, torch.diag(s[:4]), rtol=0, atol=1e-5)
+    torch.testing.assert_close(a @ b, u @ vh, rtol=0, atol=1e-6)
+    torch.testing.assert_close(a.T @ a, torch.eye(4, dtype=a.dtype), rtol=0, atol=1e-6)
+    torch.testing.assert_close(b @ b.T, torch.eye(4, dtype=b.dtype), rtol=0, atol=1e-6)
+    assert (a.gather(0, a.abs().argmax(0, keepdim=True)) > 0).all()  # the sign convention
+    torch.testing.assert_close(method.update_matrix().detach().double(), a @ b)  # scale 1
+
+
+def test_decomposition_init_sqrt_sigma() -> None:
+    """The option: A = U√Σ, B = √ΣVᵀ, so A B is the best rank-r approximation of the tiled long
+    prompt (AᵀA = BBᵀ = Σ); the short prompt is the same as the default's."""
+    method = _built(seed=7, num_tokens=6, long_tokens=10, rank=4, max_length=23,
+                    svd_init="sqrt_sigma")  # fmt: skip
+    assert torch.equal(method.prompt_embeddings.detach(), _long_prompt(7, 10)[:6])
+    u, s, vh = _svd(7, 10, 23, 4)
+    a, b = method.lowrank_a.detach().double(), method.lowrank_b.detach().double()
+    torch.testing.assert_close(a @ b, (u * s) @ vh, rtol=0, atol=1e-5)
+    torch.testing.assert_close(a.T @ a, torch.diag(s), rtol=0, atol=1e-5)
+    torch.testing.assert_close(b @ b.T, torch.diag(s), rtol=0, atol=1e-5)
     peaks = a.gather(0, a.abs().argmax(0, keepdim=True))
     assert (peaks > 0).all()  # the sign convention
     torch.testing.assert_close(method.update_matrix().detach().double(), a @ b)  # scale 1
+
+
+def test_start_against_a_token_norm() -> None:
+    """On a model whose tokens have SmolLM2's norm (≈ 2.9; the tiny model's embedding rescaled),
+    at the suite's budget (m = 256, r = 27, l = 100): the default's input-update rows have RMS
+    norm √(r/m) ≈ 0.32 exactly (U_r has r orthonormal columns), a ninth of a token, and the
+    experts add nothing; √Σ's rows are near-tokens (more than half a token's norm)."""
+    loaded = tiny("causal")
+    weight = loaded.model.get_input_embeddings().weight
+    with torch.no_grad():
+        weight.normal_(0.0, 2.9 / 8.0, generator=torch.Generator().manual_seed(0))  # √64 = 8
+    ctx = InitContext(loaded.model.get_input_embeddings(), torch.Generator(), loaded.tokenizer)
+    token = float(vocab_init(ctx, 200).norm(dim=1).mean())
+    assert 2.7 < token < 3.1
+    options = {"num_tokens": 61, "rank": 27, "max_length": 256, "long_tokens": 100}
+    rows: dict[str, torch.Tensor] = {}
+    for svd_init in ("vectors", "sqrt_sigma"):
+        method = lrpt.build_method("ept", loaded.model, loaded.tokenizer, seed=0,
+                                   svd_init=svd_init, **options)  # fmt: skip
+        rows[svd_init] = method.update_matrix().detach().norm(dim=1)  # (m,)
+        short = method.prompt_embeddings.detach()
+        if svd_init == "vectors":
+            assert torch.equal(method.amended(short), torch.zeros_like(short))
+    rms = float(rows["vectors"].square().mean().sqrt())
+    assert rms == pytest.approx(math.sqrt(27 / 256), rel=1e-4)
+    assert rms < 0.12 * token and float(rows["vectors"].max()) < 0.25 * token
+    assert float(rows["sqrt_sigma"].mean()) > 0.5 * token
 
 
 def test_svd_factors_fix_signs() -> None:
@@ -105,7 +151,7 @@ def test_svd_factors_fix_signs() -> None:
 
 
 def test_expert_init_like_linear() -> None:
-    method = _built(hidden=8)
+    method = _built(hidden=8, expert_init="linear")
     assert isinstance(method, EPT)
     for tensor, fan_in in [(method.expert_in, 64), (method.expert_in_bias, 64),
                            (method.expert_out, 8), (method.expert_out_bias, 8),
@@ -114,10 +160,26 @@ def test_expert_init_like_linear() -> None:
         assert 0.8 * bound < tensor.detach().abs().max() <= bound
 
 
+def test_expert_output_layer_starts_at_zero() -> None:
+    """The default: the output layer is exactly zero, so the experts add nothing (P = P_f);
+    the input layer and the gate are the linear init's, draw for draw."""
+    zero, linear = _built(hidden=8), _built(hidden=8, expert_init="linear")
+    assert zero.config.expert_init == "zero_out"
+    assert torch.equal(zero.expert_out, torch.zeros(4, 8, 64))
+    assert torch.equal(zero.expert_out_bias, torch.zeros(4, 64))
+    for name in ("prompt_embeddings", "lowrank_a", "lowrank_b", "expert_in", "expert_in_bias",
+                 "gate"):  # fmt: skip
+        assert torch.equal(getattr(zero, name), getattr(linear, name)), name
+    short = zero.prompt_embeddings.detach()
+    assert torch.equal(zero.materialise().detach(), zero.fused(short).detach())
+    assert not torch.equal(linear.materialise().detach(), linear.fused(short).detach())
+
+
 def test_prompt_by_hand() -> None:
     """P = Σ_k softmax(P_s W_g)_k ⊙ (W1_k ReLU(W2_k P_s + b2_k) + b1_k) + P_s
     + softmax(P_s Δᵀ/√d) Δ, and each module off removes exactly its term."""
-    method = _built(num_tokens=5, rank=3, max_length=11, long_tokens=7, experts=3, hidden=6)
+    method = _built(num_tokens=5, rank=3, max_length=11, long_tokens=7, experts=3, hidden=6,
+                    expert_init="linear")  # fmt: skip
     p_s = method.prompt_embeddings.detach()
     delta = method.lowrank_a.detach() @ method.lowrank_b.detach()
     fused = p_s + torch.softmax(p_s @ delta.T / 8.0, dim=-1) @ delta  # √64 = 8
@@ -132,7 +194,8 @@ def test_prompt_by_hand() -> None:
     assert method.prompt(2).shape == (1, 5, 64)
 
     no_fusion = _built(fusion=False, num_tokens=5, rank=3, max_length=11, long_tokens=7,
-                       experts=3, hidden=6).materialise().detach()  # fmt: skip
+                       experts=3, hidden=6, expert_init="linear")  # fmt: skip
+    no_fusion = no_fusion.materialise().detach()
     torch.testing.assert_close(no_fusion, p_s + amend, rtol=1e-5, atol=1e-5)
     no_spaces = _built(multi_space=False, num_tokens=5, rank=3, max_length=11, long_tokens=7)
     torch.testing.assert_close(no_spaces.materialise().detach(), fused, rtol=1e-5, atol=1e-5)
@@ -175,7 +238,8 @@ def test_same_seed_same_tensors_bit_for_bit() -> None:
     second = _built(seed=3).state_dict()
     other = _built(seed=4).state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
-    assert all(not torch.equal(first[k], other[k]) for k in first)
+    drawn = [k for k in first if k not in ("expert_out", "expert_out_bias")]  # zero at start
+    assert all(not torch.equal(first[k], other[k]) for k in drawn)
 
 
 def test_param_groups() -> None:
@@ -190,13 +254,24 @@ def test_param_groups() -> None:
     assert sum(len(g["params"]) for g in groups) == len(named)
 
 
-def test_every_tensor_gets_a_gradient() -> None:
-    method = _built(num_tokens=4, rank=2, max_length=8, long_tokens=6, hidden=5)
+def _gradients(**options) -> dict[str, float]:
+    method = _built(num_tokens=4, rank=2, max_length=8, long_tokens=6, hidden=5, **options)
     positions = torch.tensor([[0, 1, 2, 3, -1]])
     loss = method.materialise().square().sum() + method.input_update(positions).square().sum()
     loss.backward()
-    for name, param in method.named_parameters():
-        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    return {n: float(p.grad.abs().sum()) for n, p in method.named_parameters()}
+
+
+def test_every_tensor_gets_a_gradient() -> None:
+    assert all(value > 0 for value in _gradients(expert_init="linear").values())
+
+
+def test_zero_output_layer_gradients() -> None:
+    """With the output layer at zero, it gets a gradient at once; the experts' input layer and
+    the gate get exactly none until it has moved (as LoRA's zero B)."""
+    grads = _gradients()
+    silent = {"expert_in", "expert_in_bias", "gate"}
+    assert {name for name, value in grads.items() if value == 0} == silent
 
 
 @pytest.mark.parametrize(
@@ -208,6 +283,8 @@ def test_every_tensor_gets_a_gradient() -> None:
      ({"multi_space": 1}, "multi_space must be true or false, got 1"),
      ({"alpha": -0.5}, "alpha must be a number ≥ 0, got -0.5"),
      ({"lowrank_lr": 0}, "lowrank_lr must be a number > 0, got 0"),
+     ({"svd_init": "sigma"}, "svd_init must be one of vectors, sqrt_sigma; got 'sigma'"),
+     ({"expert_init": "zero"}, "expert_init must be one of zero_out, linear; got 'zero'"),
      ({"num_tokens": 120}, r"num_tokens must be ≤ long_tokens \(100\) .*got 120"),
      ({"rank": 101}, r"rank must be ≤ min\(long_tokens, max_length\) = 100 .*got 101"),
      ({"rank": 50, "max_length": 40}, r"= 40 .*got 50")],

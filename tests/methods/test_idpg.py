@@ -18,7 +18,7 @@ TEXTS = ["a quiet film", "loud and very long"]
 def test_paper_count_roberta_large() -> None:
     """S-IDPG-DNN, RoBERTa-large (k = d = 1024), h=256, n=10 (our defaults): 2.89M."""
     got = describe("idpg", 1024, encoder_dim=1024)
-    assert got["config"] == {"num_tokens": 10, "hidden": 256, "dropout": 0.0}
+    assert got["config"] == {"num_tokens": 10, "hidden": 256, "dropout": 0.1, "bias_init": "zero"}
     assert got["trainable_params"] == 2_894_080 == 1024 * 256 + 256 + 256 * 10 * 1024 + 10 * 1024
 
 
@@ -39,21 +39,51 @@ def _prompted(seed: int = 0, **options) -> lrpt.PromptedModel:
 
 
 def test_init() -> None:
-    """Weights N(0, 0.02), first bias 0, output bias = a vocab prompt: the initial prompt is that
-    prompt plus a small instance term, never ≈ 0."""
+    """As the LoPA reference's IDPG: weights N(0, 0.02), biases 0, so the initial prompt is the
+    instance term alone, W2 tanh(W1 e)."""
     pm = _prompted(hidden=512)
     mlp = pm.method.mlp
     assert mlp.down_weight.std().item() == pytest.approx(0.02, rel=0.1)
     assert mlp.up_weight.std().item() == pytest.approx(0.02, rel=0.1)
     assert torch.equal(mlp.down_bias, torch.zeros_like(mlp.down_bias))
-    table = pm.model.get_input_embeddings().weight.detach()
-    rows = mlp.up_bias.detach().view(10, 64)
-    assert all((table == row).all(1).any() for row in rows)
+    assert torch.equal(mlp.up_bias, torch.zeros_like(mlp.up_bias))
     pm.method.eval()
     prompt = pm.method.prompt(2, pm.encoder(TEXTS)).detach()
     assert prompt.shape == (2, 10, 64)
+    hidden = torch.tanh(pm.encoder(TEXTS).float() @ mlp.down_weight.detach().T)  # (2, h)
+    torch.testing.assert_close(prompt, (hidden @ mlp.up_weight.detach().T).view(2, 10, 64))
+    assert (prompt[0] - prompt[1]).abs().max() > 0
+
+
+def test_dropout_in_training_mode_only() -> None:
+    """Dropout 0.1 on the encoder output (the reference's hidden_dropout_prob): two training-mode
+    prompts of the same input differ, eval-mode ones are equal; dropout 0 is deterministic."""
+    pm = _prompted()
+    assert pm.method.config.dropout == 0.1 and pm.method.mlp.dropout.p == 0.1
+    condition = pm.encoder(TEXTS)
+    pm.method.train()
+    torch.manual_seed(0)
+    first, second = pm.method.prompt(2, condition), pm.method.prompt(2, condition)
+    assert not torch.equal(first, second)
+    pm.method.eval()
+    assert torch.equal(pm.method.prompt(2, condition), pm.method.prompt(2, condition))
+    plain = _prompted(dropout=0.0).method.train()
+    assert torch.equal(plain.prompt(2, condition), plain.prompt(2, condition))
+
+
+def test_vocab_bias_option() -> None:
+    """bias_init = "vocab" (the earlier reading): the output bias is a vocab prompt, drawn before
+    the weights; the initial prompt is that prompt plus a small instance term, never ≈ 0."""
+    pm = _prompted(hidden=512, bias_init="vocab", dropout=0.0)
+    mlp = pm.method.mlp
+    table = pm.model.get_input_embeddings().weight.detach()
+    rows = mlp.up_bias.detach().view(10, 64)
+    assert all((table == row).all(1).any() for row in rows)
+    prompt = pm.method.prompt(2, pm.encoder(TEXTS)).detach()
     assert prompt.norm(dim=-1).min() > 0.5 * rows.norm(dim=-1).min()
     assert (prompt - rows).abs().max() > 0  # the instance term is there
+    zero = _prompted(hidden=512).method.mlp
+    assert not torch.equal(zero.down_weight, mlp.down_weight)  # the vocab draw came first
 
 
 def test_same_seed_same_tensors_bit_for_bit() -> None:
@@ -63,11 +93,13 @@ def test_same_seed_same_tensors_bit_for_bit() -> None:
     second = _prompted(seed=3).method.state_dict()
     other = _prompted(seed=4).method.state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
-    assert all(not torch.equal(first[k], other[k]) for k in first if k != "mlp.down_bias")
+    drawn = ("mlp.down_weight", "mlp.up_weight")  # the biases start at 0
+    assert all(not torch.equal(first[k], other[k]) for k in drawn)
 
 
 def test_prompt_by_hand() -> None:
     method = IDPG(IDPGConfig(num_tokens=3, hidden=5), ModelDims(embed_dim=4, encoder_dim=6))
+    method.eval()  # no dropout
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for param in method.parameters():
@@ -110,7 +142,8 @@ def test_prompted_model_forward_gradients_and_texts() -> None:
     ("field", "value", "message"),
     [("num_tokens", 0, "num_tokens must be an integer ≥ 1, got 0"),
      ("hidden", -1, "hidden must be an integer ≥ 1, got -1"),
-     ("dropout", 1.5, r"dropout must be a number in \[0, 1\), got 1.5")],
+     ("dropout", 1.5, r"dropout must be a number in \[0, 1\), got 1.5"),
+     ("bias_init", "ones", "bias_init must be one of zero, vocab; got 'ones'")],
 )  # fmt: skip
 def test_validation_names_field_and_value(field: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):

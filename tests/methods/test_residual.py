@@ -37,7 +37,26 @@ def test_paper_param_counts(model: str, d: int, expected: int) -> None:
 
 
 def test_defaults() -> None:
-    assert ResidualConfig() == ResidualConfig(num_tokens=100, hidden=400)
+    assert ResidualConfig() == ResidualConfig(num_tokens=100, hidden=400, norm_init="ones")
+
+
+def test_norm_init_token() -> None:
+    """norm_init = "token": the LayerNorm weight starts at t/√d (t: the mean token norm), so
+    the residual term's rows start at about a token's norm instead of √d; same draws otherwise,
+    same parameter count."""
+    ones, token = build(seed=3), build(seed=3, norm_init="token")
+    vocab = tiny("causal").model.get_input_embeddings().weight.detach()
+    t = float(vocab[:5000].norm(dim=1).mean())  # tiny's candidate ids: every non-special id
+    assert float(token.norm_weight.detach()[0]) == pytest.approx(t / 8.0, rel=0.02)  # √64 = 8
+    assert torch.equal(token.norm_weight, torch.full((64,), float(token.norm_weight.detach()[0])))
+    for name in ("prompt_embeddings", "w1", "b1", "w2", "b2", "norm_bias"):
+        assert torch.equal(getattr(ones, name), getattr(token, name)), name
+    p = ones.prompt_embeddings.detach()
+    plain = (ones.materialise().detach() - p).norm(dim=1)
+    scaled = (token.materialise().detach() - p).norm(dim=1)
+    torch.testing.assert_close(plain, torch.full_like(plain, 8.0), rtol=1e-2, atol=0)  # √d (less ε)
+    torch.testing.assert_close(scaled, torch.full_like(scaled, t), rtol=0.03, atol=0)
+    assert sum(x.numel() for x in token.parameters()) == sum(x.numel() for x in ones.parameters())
 
 
 def test_materialise_formula() -> None:
@@ -85,7 +104,11 @@ def test_same_seed_is_bit_identical_and_global_rng_untouched() -> None:
 
 @pytest.mark.parametrize(
     ("options", "pattern"),
-    [({"hidden": 0}, r"hidden .*0"), ({"num_tokens": 0}, r"num_tokens .*0")],
+    [
+        ({"hidden": 0}, r"hidden .*0"),
+        ({"num_tokens": 0}, r"num_tokens .*0"),
+        ({"norm_init": "one"}, "norm_init must be one of ones, token; got 'one'"),
+    ],
 )
 def test_validation(options: dict, pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):

@@ -29,7 +29,7 @@ from lrpt.artifact.schema import (
     TOP_KEYS,
     tensor_specs,
 )
-from lrpt.methods import METHODS, ModelDims, make_config, method_class
+from lrpt.methods import METHODS, ModelDims, make_config, method_class, with_legacy_values
 from lrpt.methods.base import config_fields
 
 
@@ -82,8 +82,11 @@ def _check_tensor_list(where: str, listing: dict[str, Any]) -> None:
 
 
 def rebuild_config(root: Path, meta: dict[str, Any]) -> Any:
-    """The method's config dataclass from the stored fields (every field, none unknown)."""
-    key, stored = meta["method"], meta["config"]
+    """The method's config dataclass from the stored fields (every field, none unknown; a field
+    added since the artifact was saved takes its legacy value, see
+    :func:`lrpt.methods.with_legacy_values`)."""
+    key = meta["method"]
+    stored = with_legacy_values(key, meta["config"])
     fields = config_fields(method_class(key).config_class)
     unknown, missing = sorted(set(stored) - set(fields)), sorted(set(fields) - set(stored))
     if unknown or missing:
@@ -147,6 +150,7 @@ def read_artifact(path: str | os.PathLike) -> dict[str, Any]:
             f"{where}: unknown method {meta['method']!r}; known methods: {', '.join(METHODS)}"
         )
     rebuild_config(root, meta)
+    meta["config"] = with_legacy_values(meta["method"], meta["config"])
     read_dims(root, meta)
     return meta
 

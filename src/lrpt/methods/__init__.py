@@ -95,6 +95,14 @@ def make_config(key: str, **options: Any) -> MethodConfig:
     return cls.config_class(**options)
 
 
+def with_legacy_values(key: str, stored: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` config fields of method ``key`` completed with the config's ``legacy_values``
+    (a ``ClassVar`` dict, optional): the value of each field added after artifacts were saved
+    without it, as those artifacts were trained, so that they load as they were made."""
+    legacy = getattr(method_class(key).config_class, "legacy_values", {})
+    return {name: value for name, value in legacy.items() if name not in stored} | stored
+
+
 __all__ = [
     "METHODS",
     "InitContext",
@@ -105,4 +113,5 @@ __all__ = [
     "make_config",
     "method_class",
     "register",
+    "with_legacy_values",
 ]

@@ -138,6 +138,10 @@ class MethodConfig(Protocol):
 
     Field types are ``int``, ``float``, ``str`` or ``bool``: each field becomes a CLI flag, and a
     name another method also uses must have the same type there.
+
+    A field added after artifacts were saved without it goes in the optional class attribute
+    ``legacy_values: ClassVar[dict[str, Any]]`` with the value those artifacts were trained
+    with, so that they still load as they were made (the new default may differ).
     """
 
     __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]

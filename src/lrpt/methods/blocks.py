@@ -68,6 +68,16 @@ def mean_row_norm(ctx: InitContext) -> float:
 
 
 # --------------------------------------------------------------------------- SVD
+def _signed_svd(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The truncated SVD ``U_r, Σ_r, V_rᵀ`` of ``matrix`` in float64, each column of ``U_r``
+    with a positive largest-magnitude entry (the sign of each pair goes to ``V_rᵀ``)."""
+    u, s, vh = torch.linalg.svd(matrix.double(), full_matrices=False)
+    u, s, vh = u[:, :rank], s[:rank], vh[:rank]  # (rows, r), (r,), (r, cols)
+    peak = u.gather(0, u.abs().argmax(0, keepdim=True))  # (1, r)
+    sign = torch.where(peak < 0, -1.0, 1.0).to(u.dtype)  # (1, r)
+    return u * sign, s, sign.T * vh
+
+
 def svd_factors(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The balanced rank-``rank`` factors of ``matrix`` (rows × cols) from its truncated SVD
     ``U_r Σ_r V_rᵀ``: ``left = U_r √Σ_r`` (rows × r) and ``right = √Σ_r V_rᵀ`` (r × cols), float32.
@@ -79,14 +89,18 @@ def svd_factors(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Te
     each singular pair goes to ``right``), so the factors do not depend on the LAPACK build's sign
     choice. Flipping a pair's sign is exact, so the product is the same under any convention.
     """
-    u, s, vh = torch.linalg.svd(matrix.double(), full_matrices=False)
-    u, s, vh = u[:, :rank], s[:rank], vh[:rank]  # (rows, r), (r,), (r, cols)
-    peak = u.gather(0, u.abs().argmax(0, keepdim=True))  # (1, r)
-    sign = torch.where(peak < 0, -1.0, 1.0).to(u.dtype)  # (1, r)
+    u, s, vh = _signed_svd(matrix, rank)
     root = s.sqrt()  # (r,)
-    left = u * sign * root  # (rows, r)
-    right = (sign.T * root[:, None]) * vh  # (r, cols)
-    return left.float(), right.float()
+    return (u * root).float(), (root[:, None] * vh).float()
+
+
+def svd_vectors(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top ``rank`` singular vectors of ``matrix`` without the singular values:
+    ``U_r`` (rows × r, orthonormal columns) and ``V_rᵀ`` (r × cols, orthonormal rows), float32,
+    with :func:`svd_factors`' sign convention. ``U_r V_rᵀ`` has spectral norm 1 and row ``i`` of
+    it has the norm of ``U_r``'s row ``i`` (about √(r / rows) on average)."""
+    u, _, vh = _signed_svd(matrix, rank)
+    return u.float(), vh.float()
 
 
 # --------------------------------------------------------------------------- MLP head

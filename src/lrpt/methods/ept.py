@@ -3,10 +3,18 @@ Projection and Prompt Fusion", arXiv 2405.11464). No official code exists; this 
 of the paper (see ``METHODS.md``), on top of ``dept``'s short prompt and input update.
 
 1. Decomposition: a long prompt ``P`` (l × d, vocab init) is sampled; the trainable short prompt
-   ``P_s`` is its first ``s`` rows; ``A`` (m × r) and ``B`` (r × d) are the truncated SVD of ``P``
-   tiled cyclically to ``m`` rows: ``A = U_r √Σ_r``, ``B = √Σ_r V_rᵀ`` (so ``A B`` starts as the
-   best rank-r approximation of the tiled long prompt). The input update is ``E' = E + A B``
-   position-wise, as in ``dept`` (same positions, pads and positions ``≥ m`` get none).
+   ``P_s`` is its first ``s`` rows; ``A`` (m × r) and ``B`` (r × d) come from the truncated SVD
+   ``U_r Σ_r V_rᵀ`` of ``P`` tiled cyclically to ``m`` rows. The paper: "we apply truncated
+   Singular Value Decomposition (SVD) to P, retaining the top r two trainable low-rank singular
+   vector matrices A and B" — read literally, ``A = U_r`` and ``B = V_rᵀ``, without ``Σ``
+   (``svd_init = "vectors"``, the default). Then ``A B`` has orthonormal factors and its rows
+   start at about √(r/m) ≈ 0.3 (r = 27, m = 256), a tenth of a SmolLM2 token's norm (≈ 2.9): the
+   input is barely moved before training. ``svd_init = "sqrt_sigma"`` (our earlier reading, kept
+   to reload and rerun artifacts made with it) splits √Σ into both factors, ``A = U_r √Σ_r``,
+   ``B = √Σ_r V_rᵀ``, so that ``A B`` starts as the best rank-r approximation of the tiled long
+   prompt: every input token gets a second near-token added (rows of norm ≈ 2.2 on SmolLM2).
+   The input update is ``E' = E + A B`` position-wise, as in ``dept`` (same positions, pads and
+   positions ``≥ m`` get none).
 2. Prompt fusion: ``W = softmax(P_s Δᵀ / √d)`` (s × m), ``P_f = P_s + W Δ``, where ``Δ`` is the
    (m × d) input-update matrix. The paper's "Ein(W_attn · P_s)" does not type-check; ``W Δ`` is
    the consistent reading.
@@ -20,8 +28,8 @@ Parameters: ``s·d + r·(m + d) + N_e·(2·d·h + h + d) + d·N_e``.
 Decisions where the paper is silent:
 
 * Scaling of the input update. With ``decomposition`` on, ``Δ = A B`` unscaled (the paper's
-  Eq. 2): the SVD factors reproduce the long prompt only without a factor. With it off, ``A``
-  and ``B`` are DePT's (Kaiming-uniform / zeros) and so is the scale, ``Δ = (α/√r)·A B``.
+  Eq. 2). With it off, ``A`` and ``B`` are DePT's (Kaiming-uniform / zeros) and so is the scale,
+  ``Δ = (α/√r)·A B``.
 * Switches (each default on): ``decomposition`` off → ``P_s`` is a fresh vocab-initialised
   prompt and ``A``, ``B``, ``Δ`` are exactly ``dept``'s (same draws from the generator);
   ``fusion`` off → ``P_f = P_s``; ``multi_space`` off → no experts, no gate, ``P_amend = 0``.
@@ -29,19 +37,29 @@ Decisions where the paper is silent:
 * Expert width ``h`` (``hidden``) defaults to 16. The paper's layer shapes (``linear_1 ∈ R^{m×d}``)
   suggest h = m = 256, i.e. 1.58M extra parameters on T5-base, 20× the 76,800 the paper reports
   (it does not count the experts); h = 16 keeps them at 101,440 (+3,072 for the gate).
-* Experts and gate are initialised like ``nn.Linear`` (weights and biases uniform in
-  ±1/√fan_in) and train with the prompt, at the main ``lr``; ``A``, ``B`` train at
-  ``lowrank_lr`` (the paper's two learning rates).
+* Expert init. Every expert tensor and the gate are first drawn like ``nn.Linear`` (weights and
+  biases uniform in ±1/√fan_in); with ``expert_init = "zero_out"`` (the default) each expert's
+  output layer (``W1_k``, ``b1_k``) is then set to zero, so that ``P_amend = 0`` exactly before
+  training: the paper's Fig. 4(b) ("when the length is 0 … EPT and DEPT exhibit identical
+  performance") needs the experts to start harmless. Their input layer and the gate get
+  gradients from the second step on (as LoRA's zero ``B``). ``expert_init = "linear"`` (our
+  earlier reading) keeps the ``nn.Linear`` draws, which add a shared offset of norm ≈ 1.8 to
+  every prompt row at the start on SmolLM2.
+* Experts and gate train with the prompt, at the main ``lr``; ``A``, ``B`` train at
+  ``lowrank_lr`` (the paper's two learning rates: prompt {0.3, 0.4, 0.5}, low-rank
+  {1e-4, 5e-4, 5e-3}).
 * The SVD runs in float64 with a fixed sign convention (each left singular vector's largest
   entry is positive), so the factors do not depend on the LAPACK build's sign choice
-  (:func:`lrpt.methods.blocks.svd_factors`).
+  (:func:`lrpt.methods.blocks.svd_vectors`, :func:`~lrpt.methods.blocks.svd_factors`).
+* Artifacts saved before ``svd_init`` and ``expert_init`` existed were trained with
+  ``"sqrt_sigma"`` and ``"linear"``; they load with those values (:attr:`EPTConfig.legacy_values`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -52,11 +70,15 @@ from lrpt.methods.base import (
     PromptMethod,
     TrainingDefaults,
     check_bool,
+    check_choice,
     check_nonneg_float,
     check_positive,
     check_positive_float,
 )
-from lrpt.methods.blocks import rows_at, svd_factors, two_rate_groups, vocab_init
+from lrpt.methods.blocks import rows_at, svd_factors, svd_vectors, two_rate_groups, vocab_init
+
+SVD_INITS = ("vectors", "sqrt_sigma")  # A = U_r, B = V_rᵀ | A = U_r √Σ_r, B = √Σ_r V_rᵀ
+EXPERT_INITS = ("zero_out", "linear")  # output layer zero | every layer like nn.Linear
 
 
 @dataclass(frozen=True)
@@ -72,6 +94,11 @@ class EPTConfig:
     decomposition: bool = True
     alpha: float = 8.0  # DePT's scale α/√r, used only when decomposition is off
     lowrank_lr: float = 5e-4  # learning rate of A and B (the rest uses the main lr)
+    svd_init: str = "vectors"  # A, B from the SVD: "vectors" (U_r, V_rᵀ) or "sqrt_sigma"
+    expert_init: str = "zero_out"  # "zero_out" (the experts add nothing at first) or "linear"
+
+    # artifacts saved before these fields existed were trained with these values
+    legacy_values: ClassVar[dict[str, Any]] = {"svd_init": "sqrt_sigma", "expert_init": "linear"}
 
     def __post_init__(self) -> None:
         for name in ("num_tokens", "rank", "max_length", "long_tokens", "experts", "hidden"):
@@ -80,6 +107,8 @@ class EPTConfig:
             check_bool(name, getattr(self, name))
         check_nonneg_float("alpha", self.alpha)
         check_positive_float("lowrank_lr", self.lowrank_lr)
+        check_choice("svd_init", self.svd_init, SVD_INITS)
+        check_choice("expert_init", self.expert_init, EXPERT_INITS)
         if self.decomposition:
             self._check_decomposition()
 
@@ -128,7 +157,8 @@ class EPT(PromptMethod[EPTConfig]):
         if cfg.decomposition:
             long = vocab_init(ctx, cfg.long_tokens)  # (l, d)
             tiled = long[torch.arange(cfg.max_length) % cfg.long_tokens]  # (m, d)
-            a, b = svd_factors(tiled, cfg.rank)
+            factors = svd_vectors if cfg.svd_init == "vectors" else svd_factors
+            a, b = factors(tiled, cfg.rank)
             with torch.no_grad():
                 self.prompt_embeddings.copy_(long[: cfg.num_tokens])
                 self.lowrank_a.copy_(a)
@@ -148,7 +178,9 @@ class EPT(PromptMethod[EPTConfig]):
             nn.init.zeros_(self.lowrank_b)
 
     def _init_experts(self, generator: torch.Generator) -> None:
-        """``nn.Linear``'s default: weights and biases uniform in ±1/√fan_in."""
+        """``nn.Linear``'s default (weights and biases uniform in ±1/√fan_in); with
+        ``expert_init = "zero_out"`` the output layer is then zeroed (the same draws either way,
+        so the input layer and the gate are the same under both)."""
         d, h = self.dims.embed_dim, self.config.hidden
         with torch.no_grad():
             for tensor, fan_in in (
@@ -160,6 +192,9 @@ class EPT(PromptMethod[EPTConfig]):
             ):
                 bound = 1.0 / math.sqrt(fan_in)
                 tensor.uniform_(-bound, bound, generator=generator)
+            if self.config.expert_init == "zero_out":
+                self.expert_out.zero_()
+                self.expert_out_bias.zero_()
 
     @property
     def scale(self) -> float:

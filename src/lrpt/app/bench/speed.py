@@ -7,6 +7,10 @@ for: PEFT's prompt tuning wraps the same copy), alternating between variants rou
 * training step (forward + backward + AdamW step) of every method relative to ``pt`` at the same
   ``n``, and of lrpt's ``pt`` (shared prefix) and lrpt's naive ``pt`` relative to PEFT's prompt
   tuning, on the same batch (right-padded, loss on the answer word), starting from the same prompt;
+* with ``naive=True``, every other static method also without the shared prefix (``M (naive)``:
+  its prompt run with every row, as the papers' baselines computed it) against ``pt (naive)``,
+  beside its shared-prefix ratio against ``pt``: a shorter prompt saves more when each example
+  recomputes it (EPT's speed claim is against such a ``pt``);
 * peak memory added by two training steps, each variant in a fresh child process (so no
   allocator cache from another variant hides it): on the CPU the resident set (Linux: the
   ``VmHWM`` high-water mark, reset through ``/proc/self/clear_refs`` after the model and batch
@@ -47,6 +51,7 @@ from lrpt.placement import dtype_name, resolve_device, resolve_dtype
 
 Step = Callable[[], float | None]
 PEFT_PATH = "PEFT: with every row"
+NAIVE = " (naive)"  # the name suffix of a variant run without the shared prefix
 BANK_PATH = "shared prefixes, cached per task"
 
 
@@ -75,8 +80,11 @@ def step_peak_mb(
     base = lrpt.load_model(model, device=device, dtype=dtype)
     texts, answers, _ = task_texts(task, batch_size)
     batch = to_device(train_batch(base.tokenizer, texts, answers), base.model.device)
-    key = name if name in lrpt.METHODS else "pt"
-    (variant,) = [v for v in training_variants(base, batch, num_tokens, [key]) if v.name == name]
+    key = name.removesuffix(NAIVE)
+    key = key if key in lrpt.METHODS else "pt"
+    naive = name.endswith(NAIVE) and key != "pt"
+    variants = training_variants(base, batch, num_tokens, [key], naive=naive)
+    (variant,) = [v for v in variants if v.name == name]
     memory = StepMemory(base.model.device)
     memory.start()
     for _ in range(2):
@@ -196,9 +204,11 @@ def _peft_prompt_model(model: Any, pm: lrpt.PromptedModel) -> Any:
 
 # ------------------------------------------------------------------------------ runs
 def training_variants(
-    base: lrpt.LoadedModel, batch: dict, num_tokens: int, methods: list[str]
-) -> list[Variant]:
-    """One training-step variant per method, plus lrpt's naive pt and PEFT's pt."""
+    base: lrpt.LoadedModel, batch: dict, num_tokens: int, methods: list[str], *,
+    naive: bool = False,
+) -> list[Variant]:  # fmt: skip
+    """One training-step variant per method, plus lrpt's naive pt and PEFT's pt; with
+    ``naive``, each other static method also without the shared prefix (``M (naive)``)."""
     from lrpt.app.runs import load_encoder
 
     variants = []
@@ -211,12 +221,18 @@ def training_variants(
         params = [p for p in pm.parameters() if p.requires_grad]
         step = _train_step(pm, params, batch)
         variants.append(lrpt_variant(key, pm, step, shared=cls.static))
+        if key != "pt" and naive and cls.static:
+            every_row = lrpt.prompt_model(key, base.model, base.tokenizer, seed=0,
+                                          share_prefix=False, **opts)  # fmt: skip
+            params = [p for p in every_row.parameters() if p.requires_grad]
+            step = _train_step(every_row, params, batch)
+            variants.append(lrpt_variant(key + NAIVE, every_row, step, shared=False))
         if key == "pt":
-            naive = lrpt.prompt_model("pt", base.model, base.tokenizer, seed=0, share_prefix=False,
+            plain = lrpt.prompt_model("pt", base.model, base.tokenizer, seed=0, share_prefix=False,
                                       num_tokens=num_tokens)  # fmt: skip
-            params = list(naive.method.parameters())
-            step = _train_step(naive, params, batch)
-            variants.append(lrpt_variant("pt (naive)", naive, step, shared=False))
+            params = list(plain.method.parameters())
+            step = _train_step(plain, params, batch)
+            variants.append(lrpt_variant("pt" + NAIVE, plain, step, shared=False))
             peft_model = _peft_prompt_model(copy.copy(base.model), pm)
             params = [p for p in peft_model.parameters() if p.requires_grad]
             variants.append(Variant("peft pt", _train_step(peft_model, params, batch), PEFT_PATH))
@@ -264,12 +280,15 @@ def run_speed(
     model: str, task: str, *, num_tokens: int, batch_size: int, rounds: int, methods: list[str],
     progress: Callable[[str], None] = print, device: str = "cpu", dtype: str = "float32",
     against_dtype: str | None = None,
+    naive: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Measure everything; return a JSON-able report.
 
     ``device`` and ``dtype`` place the frozen base model (``auto`` as in ``lrpt train``); PEFT
     runs on the same copy, so both sides run in that precision. Prompts stay float32.
     ``against_dtype``: also time ``pt`` and PEFT on a copy in that precision, in the same rounds.
+    ``naive``: also time each other static method without the shared prefix
+    (``"both_paths"`` in the report: its step time against ``pt`` on each path).
     """
     torch.manual_seed(0)
     where = resolve_device(device)
@@ -279,7 +298,7 @@ def run_speed(
         raise ValueError(f"the speed benchmark needs a causal LM; {model!r} is {base.family}")
     texts, answers, _ = task_texts(task, batch_size)
     batch = to_device(train_batch(base.tokenizer, texts, answers), where)
-    train = training_variants(base, batch, num_tokens, methods)
+    train = training_variants(base, batch, num_tokens, methods, naive=naive)
     other: list[Variant] = []
     if against_dtype is not None:
         against = dtype_name(resolve_dtype(against_dtype, where))
@@ -298,7 +317,15 @@ def run_speed(
     infer = inference_variants(base, texts, num_tokens)
     measure(infer, rounds * 3)
     by = {v.name: v for v in train + infer}
-    return {
+    both_paths = {
+        v.name.removesuffix(NAIVE): {
+            "shared_vs_pt": ratios(by[v.name.removesuffix(NAIVE)], by["pt"]),
+            "naive_vs_pt_naive": ratios(v, by["pt" + NAIVE]),
+        }
+        for v in train
+        if v.name.endswith(NAIVE) and v.name != "pt" + NAIVE
+    }
+    report = {
         "model": model, "task": task, "num_tokens": num_tokens, "batch_size": batch_size,
         "rounds": rounds, "device": str(where), "dtype": precision,
         "peak_memory_measure": StepMemory(where).measure,
@@ -321,7 +348,12 @@ def run_speed(
             if "bank, 16 prompts" in by
             else {"refused": f"no shared prefix: {by['lrpt pt (cached prefix)'].unshared}"}
         ),
-    } | (_against(train, other, against) if other else {})  # fmt: skip
+    }  # fmt: skip
+    if naive:
+        report["both_paths"] = both_paths
+    if other:
+        report |= _against(train, other, against)
+    return report
 
 
 def _against(train: list[Variant], other: list[Variant], against: str) -> dict[str, Any]:
@@ -395,4 +427,15 @@ def markdown(report: dict[str, Any]) -> str:
         medians = {row["name"]: row["median_s"] for row in report["training_against_dtype"]}
         for name, r in report["training_dtype_ratio"].items():
             lines.append(f"| {name} | {medians[f'{name} [{against}]']:.2f} | {_cells(r, ' / ')} |")
+    if report.get("both_paths"):
+        lines += [
+            "",
+            "| step time vs pt, both paths (min / median / max) | prefix shared (lrpt): M / pt "
+            "| every row (the papers' setting): M (naive) / pt (naive) |",
+            "|---|---|---|",
+        ]
+        for name, pair in report["both_paths"].items():
+            shared = _cells(pair["shared_vs_pt"], " / ")
+            every_row = _cells(pair["naive_vs_pt_naive"], " / ")
+            lines.append(f"| {name} | {shared} | {every_row} |")
     return "\n".join(lines)

@@ -31,6 +31,21 @@ succeeds, ``run.json`` (:func:`run_record`) is written beside its results; a run
 settings since). After every finished run the suite's ``summary.json`` (:func:`summarize`),
 ``summary.md`` and ``summary.png`` are rewritten from all finished runs.
 
+Learning-rate grids: an entry's ``grid`` (a table of lists, their product; or an array of
+tables, one point each) lists settings to choose from, e.g. ``grid = { lr = [0.1, 0.03, 0.01]
+}`` or, for a method with two rates, ``grid = [{ lr = 0.3, lowrank_lr = 5e-4 }, ...]`` (a key
+is any ``lrpt train`` setting or method option). Each point trains on the entry's first seed
+only, on each task, with ``evaluate_test = false`` (``TASK/NAME/grid/POINT/seedK``): the test
+split is never read during selection. The point with the best validation metric (the run's
+``best_validation``; the first point on a tie) is chosen per task, and the entry's seeds then
+train at it and are tested as any other run. Entries with the same ``grid_group`` (the same
+points) choose one point together: the one with the best mean validation over the group's
+entries on that task. ``grid_from = "NAME"`` trains at the point entry ``NAME``'s grid chose on
+the same task, with no grid runs of its own (e.g. a longer budget at the tuned rate). Grid runs
+come before every other run of their stage; a run whose grid
+is not complete waits (it is reported as waiting and retried on the next invocation). The
+summaries list every point's validation score and the choice.
+
 Per-run measurements: ``sec_per_step`` is the trainer's ``train_seconds / steps`` (optimizer
 steps only, summed over resumed attempts); ``peak_rss_mb`` is the peak resident set size of the
 training process (Python, torch, the frozen model, the data, the run) from ``os.wait4``'s
@@ -40,6 +55,7 @@ size of the saved ``prompt/`` directory.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import io
 import itertools
@@ -70,13 +86,15 @@ TRAIN_LOG = "train.log"
 SUMMARY_FILES = ("summary.json", "summary.md", "summary.png")
 
 _SUITE_KEYS = {"description", "defaults", "run", "claim"}
-_ENTRY_KEYS = {"name", "method", "options"}
+_ENTRY_KEYS = {"name", "method", "options", "grid", "grid_group", "grid_from"}
 # lrpt train flags the runner sets itself
 _RUNNER_FLAGS = {"out", "resume", "quiet", "seed", "task", "data", "method"}
 # what a run is and when it runs, not how it trains
 _ORDER_KEYS = {"tasks", "seeds", "stage"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _FLAG_VALUE = (str, int, float, bool)
+_POINT_LABEL = re.compile(r"[A-Za-z0-9._=,+-]+")
+GRID_DIR = "grid"
 
 Log = Callable[[str], None]
 
@@ -85,8 +103,29 @@ Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
+class Grid:
+    """An entry's learning-rate grid: the settings of each point, and the group that chooses
+    one point together (the entry's own name unless it gives ``grid_group``)."""
+
+    points: tuple[dict[str, Any], ...]
+    group: str
+    own: bool = True  # False: the entry takes another entry's choice (grid_from), no grid runs
+
+    def label(self, index: int) -> str:
+        """Point ``index`` as a directory name: ``lr=0.01`` or ``lr=0.3,lowrank_lr=0.0005``."""
+        return ",".join(
+            f"{key}={value!r}".replace("'", "") for key, value in self.points[index].items()
+        )
+
+
+@dataclass(frozen=True)
 class SuiteRun:
-    """One training run of a suite: configuration ``config`` on ``task`` with ``seed``."""
+    """One training run of a suite: configuration ``config`` on ``task`` with ``seed``.
+
+    ``grid``: the entry's grid, if it has one. ``point``: set for a grid run (the index of the
+    point it trains, already merged into its settings); None for a run of the entry's seeds,
+    whose settings take the chosen point (:meth:`with_point`) once its grid has finished.
+    """
 
     config: str
     method: str
@@ -94,6 +133,8 @@ class SuiteRun:
     seed: int
     options: dict[str, Any] = field(default_factory=dict)  # method options
     training: dict[str, Any] = field(default_factory=dict)  # other lrpt train flags, model too
+    grid: Grid | None = None
+    point: int | None = None
 
     @property
     def task_name(self) -> str:
@@ -102,7 +143,30 @@ class SuiteRun:
 
     @property
     def id(self) -> str:
+        if self.grid is not None and self.point is not None:
+            label = self.grid.label(self.point)
+            return f"{self.task_name}/{self.config}/{GRID_DIR}/{label}/seed{self.seed}"
         return f"{self.task_name}/{self.config}/seed{self.seed}"
+
+    @property
+    def selects(self) -> bool:
+        """Whether this is a grid run (selection only: trained, validated, never tested)."""
+        return self.point is not None
+
+    @property
+    def waits_for_grid(self) -> bool:
+        """Whether this run's settings depend on its grid's choice."""
+        return self.grid is not None and self.point is None
+
+    def with_point(self, point: dict[str, Any]) -> SuiteRun:
+        """This run with ``point``'s settings: method options to ``options``, the rest to
+        ``training``."""
+        names = option_types()
+        return dataclasses.replace(
+            self,
+            options=self.options | {k: v for k, v in point.items() if k in names},
+            training=self.training | {k: v for k, v in point.items() if k not in names},
+        )
 
     def settings(self) -> dict[str, Any]:
         """What the run trains with (JSON-able); a finished run must still match it."""
@@ -135,7 +199,8 @@ class Suite:
         """Configuration → the number of seeds it runs with (on each of its tasks)."""
         seeds: dict[str, set[int]] = {}
         for run in self.runs:
-            seeds.setdefault(run.config, set()).add(run.seed)
+            if not run.selects:
+                seeds.setdefault(run.config, set()).add(run.seed)
         return {config: len(s) for config, s in seeds.items()}
 
 
@@ -182,7 +247,8 @@ def load_suite(path: str | os.PathLike) -> Suite:
     for i, entry in enumerate(entries):
         name = _check_entry(f"{where} [[run]] #{i + 1}", entry, {c[0] for c in configs})
         configs.append((name, defaults | entry))
-    runs = _expand(where, configs)
+    grids = _check_grids(where, configs)
+    runs = _expand(where, configs, grids)
     _validate(where, runs)
     claims = bench_claims.parse_claims(where, data.get("claim", []), {c[0] for c in configs})
     return Suite(path.stem, str(data.get("description", "")), runs, claims)
@@ -233,23 +299,108 @@ def _check_entry(where: str, entry: dict[str, Any], taken: set[str]) -> str:
     return name
 
 
-def _expand(where: str, configs: list[tuple[str, dict[str, Any]]]) -> list[SuiteRun]:
-    """Configurations × their tasks × their seeds: by stage, seed, task, then suite order."""
-    runs: list[tuple[tuple[int, int, int, int], SuiteRun]] = []
+def _expand(
+    where: str, configs: list[tuple[str, dict[str, Any]]], grids: dict[str, Grid]
+) -> list[SuiteRun]:
+    """Configurations × their tasks × their seeds: by stage, seed, task, then suite order; the
+    grid runs of a stage (first seed only) before its other runs."""
+    runs: list[tuple[tuple[int, ...], SuiteRun]] = []
     tasks: list[str] = []
     for index, (name, merged) in enumerate(configs):
         training = {k: v for k, v in merged.items() if k not in _ENTRY_KEYS | _ORDER_KEYS}
         if "tasks" not in merged:
             raise ValueError(f"{where}, {name}: no tasks (set them in [defaults] or the entry)")
-        for task, seed in itertools.product(merged["tasks"], merged.get("seeds", [0])):
+        grid, stage, seeds = grids.get(name), merged.get("stage", 0), merged.get("seeds", [0])
+        for task, seed in itertools.product(merged["tasks"], seeds):
             if task not in tasks:
                 tasks.append(task)
-            run = SuiteRun(
-                name, merged["method"], task, seed, dict(merged.get("options", {})), training
-            )
-            order = (merged.get("stage", 0), seed, tasks.index(task), index)
-            runs.append((order, run))
+            options = dict(merged.get("options", {}))
+            run = SuiteRun(name, merged["method"], task, seed, options, training, grid)
+            runs.append(((stage, seed, tasks.index(task), index, 0), run))
+            if grid is None or not grid.own or seed != seeds[0]:
+                continue
+            for i, point in enumerate(grid.points):
+                selection = run.with_point(point)
+                selection = dataclasses.replace(
+                    selection, point=i, training=selection.training | {"evaluate_test": False}
+                )
+                runs.append(((stage, -1, tasks.index(task), index, i), selection))
     return [run for _, run in sorted(runs, key=lambda item: item[0])]
+
+
+def _check_grids(where: str, configs: list[tuple[str, dict[str, Any]]]) -> dict[str, Grid]:
+    """Each entry's ``grid`` (a table of lists: their product; or an array of tables) and
+    ``grid_group``; the entries of a group must have the same points."""
+    grids: dict[str, Grid] = {}
+    for name, merged in configs:
+        value, group = merged.get("grid"), merged.get("grid_group", name)
+        here = f"{where}, {name}"
+        if "grid_from" in merged and ("grid" in merged or "grid_group" in merged):
+            raise ValueError(f"{here}: grid_from takes another entry's grid: no grid here")
+        if value is None:
+            if "grid_group" in merged:
+                raise ValueError(f"{here}: grid_group {group!r} without a grid")
+            continue
+        if not isinstance(group, str) or not _NAME.fullmatch(group):
+            raise ValueError(f"{here}: grid_group must be a name, got {group!r}")
+        points = _grid_points(here, value)
+        grids[name] = Grid(points, group)
+    tasks = {name: merged.get("tasks", []) for name, merged in configs}
+    for name, merged in configs:
+        source = merged.get("grid_from")
+        if source is None:
+            continue
+        if source not in grids:
+            raise ValueError(f"{where}, {name}: grid_from {source!r} is not an entry with a grid")
+        missing = [t for t in tasks[name] if t not in tasks[source]]
+        if missing:
+            raise ValueError(
+                f"{where}, {name}: grid_from {source!r} has no grid on {', '.join(missing)}"
+            )
+        grids[name] = dataclasses.replace(grids[source], own=False)
+    by_group: dict[str, tuple[str, Grid]] = {}
+    for name, grid in grids.items():
+        first = by_group.setdefault(grid.group, (name, grid))
+        if first[1].points != grid.points:
+            raise ValueError(
+                f"{where}: grid_group {grid.group!r} has other points in {name} than in "
+                f"{first[0]}: the entries of a group choose one point together"
+            )
+    return grids
+
+
+def _grid_points(where: str, value: Any) -> tuple[dict[str, Any], ...]:
+    if isinstance(value, dict):
+        ok = value and all(
+            isinstance(v, list) and v and all(isinstance(x, _FLAG_VALUE) for x in v)
+            for v in value.values()
+        )
+        if not ok:
+            raise ValueError(f"{where}: grid must be a table of non-empty lists of values")
+        points = tuple(dict(zip(value, combo, strict=True)) for combo in
+                       itertools.product(*value.values()))  # fmt: skip
+    elif isinstance(value, list) and value and all(isinstance(p, dict) and p for p in value):
+        points = tuple(dict(p) for p in value)
+        if any(list(p) != list(points[0]) for p in points):
+            raise ValueError(f"{where}: every grid point must set the same keys")
+        if not all(isinstance(v, _FLAG_VALUE) for p in points for v in p.values()):
+            raise ValueError(f"{where}: grid points must be tables of single values")
+    else:
+        raise ValueError(
+            f"{where}: grid must be a table of lists (their product) or an array of tables"
+        )
+    if len(points) < 2:
+        raise ValueError(f"{where}: a grid needs at least 2 points, got {len(points)}")
+    if any(points.count(p) > 1 for p in points):
+        raise ValueError(f"{where}: the grid has the same point twice")
+    bad = sorted(set(points[0]) & (_RUNNER_FLAGS | _ORDER_KEYS | {"evaluate_test"}))
+    if bad:
+        raise ValueError(f"{where}: {', '.join(bad)} cannot be in a grid")
+    grid = Grid(points, "")
+    for i in range(len(points)):
+        if not _POINT_LABEL.fullmatch(grid.label(i)):
+            raise ValueError(f"{where}: grid point {points[i]} does not make a directory name")
+    return points
 
 
 def _validate(where: str, runs: list[SuiteRun]) -> None:
@@ -290,10 +441,14 @@ def run_suite(suite: Suite, results_dir: Path, *, log: Log = print) -> dict[str,
 
     Every finished run is checked against the suite first (a changed one stops everything before
     anything trains). A run that fails is reported and left unfinished (a rerun retries it); the
-    others go on.
+    others go on. A run waiting for an unfinished grid counts as failed (a rerun retries it).
     """
     root = results_dir / suite.name
-    finished = {run.id for run in suite.runs if finished_record(run, root / run.id) is not None}
+    finished = set()
+    for run in suite.runs:
+        settled = resolve(suite, run, root)
+        if settled is not None and finished_record(settled, root / run.id) is not None:
+            finished.add(run.id)
     done: list[str] = []
     failed: list[str] = []
     for i, run in enumerate(suite.runs, 1):
@@ -302,20 +457,85 @@ def run_suite(suite: Suite, results_dir: Path, *, log: Log = print) -> dict[str,
             log(f"{step}: finished before, skipped")
             done.append(run.id)
             continue
+        settled = resolve(suite, run, root)
+        if settled is None:
+            log(f"{step}: WAITING for its grid ({run.grid.group if run.grid else ''})")
+            failed.append(run.id)
+            continue
+        if settled is not run:
+            log(f"{step}: the grid chose {_point_text(settled, run)}")
         log(f"{step}: training ({run.method})")
-        record = train_run(suite.name, run, out)
+        record = train_run(suite.name, settled, out)
         if record is None:
             log(f"{step}: FAILED ({last_line(out / TRAIN_LOG)}); log: {out / TRAIN_LOG}")
             failed.append(run.id)
             continue
+        score = record["best_validation"] if run.selects else record["test"]
         log(
-            f"{step}: {record['metric']} {_fmt(record['test'])}, "
+            f"{step}: {'validation ' if run.selects else ''}{record['metric']} {_fmt(score)}, "
             f"{record['sec_per_step']:.2f} s/step, {record['wall_seconds'] / 60:.1f} min"
         )
         done.append(run.id)
         write_summary(suite, root)
     rows = write_summary(suite, root)
     return {"done": done, "failed": failed, "rows": rows}
+
+
+def _point_text(settled: SuiteRun, run: SuiteRun) -> str:
+    changed = {k: v for k, v in (settled.options | settled.training).items()
+               if (run.options | run.training).get(k) != v}  # fmt: skip
+    return ", ".join(f"{k} = {v!r}" for k, v in changed.items()) or "the entry's own settings"
+
+
+def resolve(suite: Suite, run: SuiteRun, root: Path) -> SuiteRun | None:
+    """The run with the settings it trains with: a run of an entry with a grid takes the chosen
+    point (None while the grid is not finished); any other run is returned as it is."""
+    if not run.waits_for_grid:
+        return run
+    choice = grid_choice(suite, run, root)
+    if choice is None or choice["chosen"] is None:
+        return None
+    assert run.grid is not None
+    return run.with_point(run.grid.points[choice["chosen"]])
+
+
+def grid_choice(suite: Suite, run: SuiteRun, root: Path) -> dict[str, Any] | None:
+    """The selection for ``run``'s grid group on ``run``'s task, from the grid runs' validation
+    scores alone (their ``best_validation``); None if ``run`` has no grid.
+
+    → ``{"group", "seed", "points": [{"label", "settings", "validation": {config: value or
+    None}, "mean"}], "chosen"}``: ``mean`` is over the group's entries (None until all of
+    them finished that point); ``chosen`` is the index of the best mean (the first on a tie),
+    None until every point has finished.
+    """
+    if run.grid is None:
+        return None
+    grid = run.grid
+    members = [
+        r
+        for r in suite.runs
+        if r.selects and r.grid is not None and r.grid.group == grid.group and r.task == run.task
+    ]
+    points: list[dict[str, Any]] = [
+        {"label": grid.label(i), "settings": p, "validation": {}, "mean": None}
+        for i, p in enumerate(grid.points)
+    ]
+    for member in members:
+        assert member.point is not None
+        record = finished_record(member, root / member.id)
+        value = None if record is None else record["best_validation"]
+        if record is not None and value is None:
+            raise ValueError(f"grid run {member.id} has no validation score: a grid needs one")
+        points[member.point]["validation"][member.config] = value
+    for point in points:
+        values = list(point["validation"].values())
+        if values and all(v is not None for v in values):
+            point["mean"] = statistics.fmean(values)
+    chosen = None
+    if all(point["mean"] is not None for point in points):
+        chosen = max(range(len(points)), key=lambda i: points[i]["mean"])
+    seed = members[0].seed if members else run.seed
+    return {"group": grid.group, "seed": seed, "points": points, "chosen": chosen}
 
 
 def last_line(path: Path) -> str:
@@ -423,7 +643,7 @@ def run_record(
         "finished": _now(),
         "machine": machine(),
         "settings": run.settings(),
-    }
+    } | ({"grid_point": run.grid.label(run.point)} if run.grid and run.point is not None else {})
 
 
 def machine() -> dict[str, Any]:
@@ -492,31 +712,71 @@ def _row(group: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def write_summary(suite: Suite, root: Path) -> list[dict[str, Any]]:
-    """Aggregate the finished runs into ``summary.json``, ``summary.md`` and ``summary.png``."""
-    records = [r for run in suite.runs if (r := finished_record(run, root / run.id)) is not None]
+    """Aggregate the finished runs into ``summary.json``, ``summary.md`` and ``summary.png``.
+
+    Grid runs are not rows (they have no test score); each row of an entry with a grid carries
+    its ``grid`` selection (:func:`grid_choice`), and ``summary.md`` lists every grid.
+    """
+    records = []
+    for run in suite.runs:
+        settled = None if run.selects else resolve(suite, run, root)
+        if settled is not None and (record := finished_record(settled, root / run.id)):
+            records.append(record)
+    grids = grid_selections(suite, root)
     rows = summarize(records)
-    if not rows:
+    for row in rows:
+        if (row["task"], row["config"]) in grids:
+            row["grid"] = grids[(row["task"], row["config"])]
+    if not rows and not any(_finished_points(g) for g in grids.values()):
         return rows
     atomic_write_text(root / "summary.json", json.dumps(rows, indent=2) + "\n")
-    atomic_write_text(root / "summary.md", markdown(suite, rows, records) + "\n")
-    plot(rows, root / "summary.png", title=f"suite {suite.name}")
+    atomic_write_text(root / "summary.md", markdown(suite, rows, records, grids) + "\n")
+    if rows:
+        plot(rows, root / "summary.png", title=f"suite {suite.name}")
     return rows
+
+
+def grid_selections(suite: Suite, root: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(task name, config) → :func:`grid_choice` for every entry with a grid, on each task."""
+    selections: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in suite.runs:
+        key = (run.task_name, run.config)
+        if run.waits_for_grid and key not in selections:
+            choice = grid_choice(suite, run, root)
+            assert choice is not None
+            selections[key] = choice
+    return selections
+
+
+def _finished_points(choice: dict[str, Any]) -> int:
+    return sum(v is not None for p in choice["points"] for v in p["validation"].values())
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def markdown(suite: Suite, rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> str:
-    """A header (suite, runs, machine, dates) and one table row per summary row."""
+def markdown(
+    suite: Suite,
+    rows: list[dict[str, Any]],
+    records: list[dict[str, Any]],
+    grids: dict[tuple[str, str], dict[str, Any]] | None = None,
+) -> str:
+    """A header (suite, runs, machine, dates), one table row per summary row, the claims, and
+    the learning-rate grids (every point's validation score and the choice)."""
+    grids = grids or {}
     machines = {json.dumps(r["machine"], sort_keys=True) for r in records}
     dates = sorted(r["finished"][:10] for r in records)
+    tested = [run for run in suite.runs if not run.selects]
+    span = f" ({dates[0]} to {dates[-1]})" if dates else ""
     lines = [
         f"Suite `{suite.name}`: {suite.description}".rstrip(": "),
         "",
-        f"{len(records)} of {len(suite.runs)} runs finished ({dates[0]} to {dates[-1]}); "
-        f"`lrpt bench --suite {suite.name}`.",
+        f"{len(records)} of {len(tested)} runs finished{span}; `lrpt bench --suite {suite.name}`.",
     ]
+    if grids:
+        finished = sum(_finished_points(g) for g in grids.values())
+        lines[-1] += f" Grid runs: {finished} of {len(suite.runs) - len(tested)} finished."
     for text in sorted(machines):
         m = json.loads(text)
         lines.append(
@@ -539,7 +799,32 @@ def markdown(suite: Suite, rows: list[dict[str, Any]], records: list[dict[str, A
             f"| {row['sec_per_step']:.2f} | {rss} |"
         )
     claims = bench_claims.evaluate(suite.claims, rows, suite.planned_seeds())
-    return "\n".join(lines + bench_claims.markdown(claims))
+    return "\n".join(lines + bench_claims.markdown(claims) + grid_markdown(grids))
+
+
+def grid_markdown(grids: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    """The learning-rate grids: one line per (task, config, point) with its validation score,
+    the group's mean, and the point chosen (marked **chosen**)."""
+    if not grids:
+        return []
+    lines = [
+        "",
+        "Learning-rate selection: each grid point trained on one seed and scored on validation "
+        "only (the test split is not read); the best mean over the grid group is chosen, and "
+        "the seeds above train at it.",
+        "",
+        "| task | config | group | seed | point | validation | group mean | chosen |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (task, config), choice in grids.items():
+        for i, point in enumerate(choice["points"]):
+            mark = "**chosen**" if choice["chosen"] == i else ""
+            lines.append(
+                f"| {task} | {config} | {choice['group']} | {choice['seed']} | "
+                f"`{point['label']}` | {_fmt(point['validation'].get(config))} | "
+                f"{_fmt(point['mean'])} | {mark} |"
+            )
+    return lines
 
 
 def plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> bool:
@@ -607,10 +892,14 @@ def plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> bool:
 def status_lines(suite: Suite, results_dir: Path) -> list[str]:
     """One line per run, finished (with its score) or pending, then the count."""
     lines = []
+    root = results_dir / suite.name
     for run in suite.runs:
-        record = finished_record(run, results_dir / suite.name / run.id)
+        settled = resolve(suite, run, root)
+        record = None if settled is None else finished_record(settled, root / run.id)
         if record is None:
-            state = "pending"
+            state = "pending" if settled is not None else "pending (waits for its grid)"
+        elif run.selects:
+            state = f"finished: validation {record['metric']} {_fmt(record['best_validation'])}"
         else:
             state = f"finished: {record['metric']} {_fmt(record['test'])}"
         lines.append(f"{run.id:<40} {run.method:<9} {state}")

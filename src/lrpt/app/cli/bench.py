@@ -20,6 +20,7 @@ SPEED_DEFAULTS = {
     "device": "auto",
     "dtype": "auto",
     "against_dtype": None,
+    "naive": False,
     "out": None,
 }
 
@@ -51,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--against-dtype", choices=DTYPE_CHOICES,
         help="also time pt and PEFT on a second copy of the model in this precision, in the same "
         "rounds, and report the step-time ratio (e.g. --dtype bfloat16 --against-dtype float32)",
+    )  # fmt: skip
+    speed.add_argument(
+        "--naive", action="store_true", default=None,
+        help="also time each static method without the shared prefix (its prompt run with "
+        "every row, the papers' setting) against pt without it, beside the shared-prefix ratios",
     )  # fmt: skip
     speed.add_argument("--out", type=Path, help="write the JSON report here (and .md beside it)")
     suite = parser.add_argument_group("--suite")
@@ -113,7 +119,8 @@ def run_speed_mode(args: argparse.Namespace) -> int:
     report = run_speed(args.model, args.task, num_tokens=args.num_tokens,
                        batch_size=args.batch_size, rounds=args.rounds, methods=methods,
                        progress=lambda m: print(m, file=sys.stderr), device=args.device,
-                       dtype=args.dtype, against_dtype=args.against_dtype)  # fmt: skip
+                       dtype=args.dtype, against_dtype=args.against_dtype,
+                       naive=bool(args.naive))  # fmt: skip
     table = markdown(report)
     print(table)
     if args.out:

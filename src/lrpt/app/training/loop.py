@@ -12,7 +12,8 @@ One loop, top to bottom (:func:`train`):
    ``os.replace``) to ``OUT/checkpoint.pt``: trainable tensors, optimizer, scheduler, the torch /
    python / numpy RNG states, the data position, the best-so-far and the step. A run killed at
    any point resumes from its last checkpoint and ends bit-identical to an uninterrupted one.
-5. The best checkpoint is restored and evaluated on the test set, the frozen model without prompt
+5. The best checkpoint is restored and evaluated on the test set (unless ``evaluate_test`` is off:
+   a selection run never reads the test split), the frozen model without prompt
    on the same test inputs (zero-shot), the prompt is saved to ``OUT/prompt/`` and the results to
    ``OUT/results.json``.
 
@@ -112,6 +113,13 @@ class TrainConfig:
     patience: int | None = field(
         default=None, metadata=describe("stop after N validations without improvement")
     )
+    evaluate_test: bool = field(
+        default=True,
+        metadata=describe(
+            "evaluate the best checkpoint on the test split (and the zero-shot model); off "
+            "(--no-evaluate-test), the test split is never read: for runs that select settings"
+        ),
+    )
     checkpoint_every: int = field(default=10, metadata=describe("checkpoint every K steps",
                                                                  metavar="K"))  # fmt: skip
     seed: int = field(
@@ -139,6 +147,8 @@ class TrainConfig:
                 _check_int(name, getattr(self, name))
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"seed must be an integer ≥ 0, got {self.seed!r}")
+        if not isinstance(self.evaluate_test, bool):
+            raise ValueError(f"evaluate_test must be true or false, got {self.evaluate_test!r}")
         if not isinstance(self.gradient_checkpointing, bool):
             raise ValueError(
                 f"gradient_checkpointing must be true or false, got {self.gradient_checkpointing!r}"
@@ -590,7 +600,8 @@ def finish(
     cfg, pm = run.cfg, run.pm
     if state.best_tensors is not None:
         pm.load_trainable_state_dict(state.best_tensors)
-    test = subset(run.task.test, cfg.max_test_examples)
+    # a selection run never reads the test split: no test, no zero-shot
+    test = subset(run.task.test, cfg.max_test_examples) if cfg.evaluate_test else []
     timing: dict[str, float] = {}
     test_metrics = None
     if test:
@@ -658,6 +669,8 @@ def zero_shot_test(
             None,
             "an encoder classifier's head is newly initialised: there is no zero-shot model",
         )
+    if not run.cfg.evaluate_test:
+        return None, "test evaluation is off (--no-evaluate-test)"
     if not test:
         return None, "the task has no test examples"
     t0 = time.perf_counter()
