@@ -90,6 +90,8 @@ def main() -> None:
     parser.add_argument("--num-tokens", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--against-dtype", default=None,
+                        help="also time pt and PEFT with the base in this dtype")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     where = resolve_device(args.device)
@@ -101,7 +103,8 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats(where)
         report = run_speed(scratch, FIXTURE, num_tokens=args.num_tokens,
                            batch_size=args.batch_size, rounds=args.rounds,
-                           methods=["pt", "ulpt"], device=str(where), dtype=args.dtype)  # fmt: skip
+                           methods=["pt", "ulpt"], device=str(where), dtype=args.dtype,
+                           against_dtype=args.against_dtype)  # fmt: skip
     peak = matmul_peak(where, dtype)
     flops = step_flops(report, blocks)
     report["model"] = f"random Llama-shaped, {params / 1e9:.2f} B parameters"

@@ -112,6 +112,12 @@ def peak_memory(
     return peaks
 
 
+def _sync() -> None:
+    """Wait for every queued CUDA kernel (nothing to wait for on the CPU)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def measure(variants: list[Variant], rounds: int, warmup: int = 1) -> None:
     """Run every variant ``warmup`` times, then ``rounds`` times alternating (rotating order)."""
     for variant in variants:
@@ -120,8 +126,10 @@ def measure(variants: list[Variant], rounds: int, warmup: int = 1) -> None:
     for r in range(rounds):
         order = variants[r % len(variants) :] + variants[: r % len(variants)]
         for variant in order:
+            _sync()
             start = time.perf_counter()
             loss = variant.run()
+            _sync()  # a CUDA step has only been queued when ``run`` returns
             variant.times.append(time.perf_counter() - start)
             if loss is not None:
                 variant.losses.append(loss)
@@ -406,11 +414,11 @@ def markdown(report: dict[str, Any]) -> str:
         loss = row.get("loss_first", float("nan"))
         vs_pt = _cells(r, " / ")
         lines.append(
-            f"| {row['name']} | {row['path']} | {row['median_s']:.2f} | {peak:.0f} | "
+            f"| {row['name']} | {row['path']} | {row['median_s']:.3g} | {peak:.0f} | "
             f"{vs_pt} | {loss:.4f} |"
         )
     lines += ["", "| inference | prompt path | median s |", "|---|---|---|"]
-    lines += [f"| {row['name']} | {row['path']} | {row['median_s']:.4f} |"
+    lines += [f"| {row['name']} | {row['path']} | {row['median_s']:.3g} |"
               for row in report["inference"]]  # fmt: skip
     lines += ["", "| vs PEFT prompt tuning | min | median | max |", "|---|---|---|---|"]
     for name, r in report["training_vs_peft"].items():
@@ -426,7 +434,7 @@ def markdown(report: dict[str, Any]) -> str:
                       "| step time ratio (min / median / max) |", "|---|---|---|"]  # fmt: skip
         medians = {row["name"]: row["median_s"] for row in report["training_against_dtype"]}
         for name, r in report["training_dtype_ratio"].items():
-            lines.append(f"| {name} | {medians[f'{name} [{against}]']:.2f} | {_cells(r, ' / ')} |")
+            lines.append(f"| {name} | {medians[f'{name} [{against}]']:.3g} | {_cells(r, ' / ')} |")
     if report.get("both_paths"):
         lines += [
             "",
