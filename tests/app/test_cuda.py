@@ -35,9 +35,12 @@ def _on_gpu(pm: lrpt.PromptedModel, dtype: torch.dtype) -> lrpt.PromptedModel:
 @pytest.mark.parametrize("key", STATIC)
 def test_shared_prefix_equals_naive_in_bf16_on_cuda(key: str, side: str) -> None:
     """The CPU's bf16 tolerances (``tests/test_prefix.py``, with their reasoning) hold on CUDA."""
-    from test_prefix import (
-        BF16_GRAD_RTOL, BF16_LOGITS_ATOL, BF16_LOSS_RTOL, _batch, _loss_and_grads, _prompted,
+    import test_prefix as cpu
+
+    BF16_GRAD_RTOL, BF16_LOGITS_ATOL, BF16_LOSS_RTOL = (
+        cpu.BF16_GRAD_RTOL, cpu.BF16_LOGITS_ATOL, cpu.BF16_LOSS_RTOL,
     )  # fmt: skip
+    _batch, _loss_and_grads, _prompted = cpu._batch, cpu._loss_and_grads, cpu._prompted
 
     pm = _on_gpu(_prompted(key), torch.bfloat16)
     assert pm.shares_prefix()
