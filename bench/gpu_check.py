@@ -90,8 +90,9 @@ def main() -> None:
     parser.add_argument("--num-tokens", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--against-dtype", default=None,
-                        help="also time pt and PEFT with the base in this dtype")
+    parser.add_argument(
+        "--against-dtype", default=None, help="also time pt and PEFT with the base in this dtype"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     where = resolve_device(args.device)
