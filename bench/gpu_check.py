@@ -10,11 +10,12 @@ fixed seed, saved once to a scratch directory with lrpt's byte-level tokenizer, 
 are the rows of ``tests/fixtures/topics.jsonl``. It runs ``lrpt bench --speed`` on it (``pt`` and
 ``ulpt`` against PEFT's prompt tuning, on ``--device`` in ``--dtype``) and adds the achieved
 fraction of the device's dense matmul throughput in that dtype, measured in the same process:
-a training step of a frozen model with a trainable input prompt costs about ``6 · N · T`` FLOPs
-(forward ``2·N·T``; backward ``4·N·T`` for the activations' gradients through every layer, with
-no weight gradients to keep but the same products), ``N`` the non-embedding weights and ``T`` the
-tokens in the batch, prompt included. The CUDA-marked tests are run separately:
-``python -m pytest -q -m cuda``.
+a training step of a frozen model with a trainable input prompt costs about ``4 · N · T`` FLOPs
+(forward ``2·N·T``; backward ``2·N·T`` for the activations' gradients through every layer: the
+frozen weights need no gradient, which saves the other half of a full backward pass), ``N`` the
+non-embedding weights and ``T`` the tokens in the batch, prompt included in every row (the work
+PEFT does; the shared prefix does less, so its fraction is an effective one). The CUDA-marked
+tests are run separately: ``python -m pytest -q -m cuda``.
 """
 
 from __future__ import annotations
@@ -75,9 +76,9 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, reps: int = 20) -> flo
 
 
 def step_flops(report: dict[str, Any], blocks: int) -> float:
-    """``6 · N · T``: a training step's FLOPs over the batch's tokens, prompt included."""
+    """``4 · N · T``: a training step's FLOPs over the batch's tokens, prompt included."""
     tokens = report["batch_size"] * (report["tokens_per_row_mean"] + report["num_tokens"])
-    return 6 * blocks * tokens
+    return 4 * blocks * tokens
 
 
 def main() -> None:

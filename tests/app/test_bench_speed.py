@@ -77,7 +77,7 @@ def test_no_ratio_for_a_shared_variant_that_did_not_share() -> None:
         "inference": [], "inference_throughput_vs_peft": {}, "mixed_vs_single_throughput": refused,
     }  # fmt: skip
     table = markdown(report)
-    assert "| pt | every row | 1.50 | nan | not reported: 'pt' did not share" in table
+    assert "| pt | every row | 1.5 | nan | not reported: 'pt' did not share" in table
     assert "| training step time, lrpt pt / PEFT | not reported: 'pt' did not share" in table
 
 

@@ -189,3 +189,17 @@ def test_cuda_bf16_run_records_its_placement_and_loads_on_the_cpu(tmp_path: Path
     argv = ["eval", "--prompt", prompt, "--data", data, "--json", "--device", "cpu"]
     assert main([*argv, "--dtype", "float32"]) == 0
     assert json.loads(capsys.readouterr().out)["examples"] > 0
+
+
+def test_no_share_prefix_runs_every_row_and_trains_the_same(tmp_path: Path) -> None:
+    shared = train(make_run(tmp_path / "a", steps=3), progress=False)
+    naive = train(make_run(tmp_path / "b", steps=3, share_prefix=False), progress=False)
+    assert naive["training"]["share_prefix"] is False
+    assert naive["prompt_path"] == {
+        "shared_prefix": False, "reason": "turned off (share_prefix=False)"
+    }  # fmt: skip
+    # the same sums in other shapes and orders: equal to float32 rounding, not bit for bit
+    for a, b in zip(shared["train_loss"], naive["train_loss"], strict=True):
+        assert abs(a - b) <= 1e-5 * abs(a)
+    with pytest.raises(ValueError, match="share_prefix must be true or false, got 'no'"):
+        make_run(tmp_path / "c", share_prefix="no")

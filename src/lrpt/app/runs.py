@@ -48,7 +48,8 @@ def load_encoder(
     from lrpt.model import InputEncoder
 
     key = encoder_key or default_encoder(model_key)
-    base = load_model(key, family="base", device=device)
+    dtype = None if device is None else "float32"
+    base = load_model(key, family="base", device=device, dtype=dtype)
     return InputEncoder(base.model, base.tokenizer), key
 
 

@@ -156,11 +156,11 @@ def _summary(v: Variant) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ batches
 def task_texts(task: str, count: int) -> tuple[list[str], list[str], Any]:
     """``count`` rendered training inputs of ``task`` (a task key or a data file) and their
-    answer words."""
+    answer words: its first ``count`` training examples, cycled when it has fewer."""
     from lrpt.app.data.datasets import TASKS, load_task, load_user_data
 
     data = load_task(task) if task in TASKS else load_user_data(task)
-    rows = data.train[:count]
+    rows = [data.train[i % len(data.train)] for i in range(count)]
     return [data.render(e) for e in rows], [" " + data.verbalizer[e.label] for e in rows], data
 
 

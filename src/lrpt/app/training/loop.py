@@ -137,6 +137,15 @@ class TrainConfig:
             "prefix still runs once per batch"
         ),
     )
+    share_prefix: bool = field(
+        default=True,
+        metadata=describe(
+            "run a static prompt on a causal LM once per batch and let every row attend to its "
+            "keys/values; off (--no-share-prefix), every row runs the prompt, as PEFT does: "
+            "more work, but one model pass instead of two, which a GPU at small batches can "
+            "run faster (see docs/training.md)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_batch_size"):
@@ -149,6 +158,8 @@ class TrainConfig:
             raise ValueError(f"seed must be an integer ≥ 0, got {self.seed!r}")
         if not isinstance(self.evaluate_test, bool):
             raise ValueError(f"evaluate_test must be true or false, got {self.evaluate_test!r}")
+        if not isinstance(self.share_prefix, bool):
+            raise ValueError(f"share_prefix must be true or false, got {self.share_prefix!r}")
         if not isinstance(self.gradient_checkpointing, bool):
             raise ValueError(
                 f"gradient_checkpointing must be true or false, got {self.gradient_checkpointing!r}"
@@ -308,8 +319,9 @@ def write_json(path: Path, data: Any) -> None:
 def run_identity(run: Run) -> dict[str, Any]:
     """What must match for ``--resume`` to continue a run (JSON-able)."""
     cfg = dataclasses.asdict(run.cfg)
-    # may change between attempts (checkpointing changes memory, not the numbers)
-    for free in ("checkpoint_every", "eval_batch_size", "gradient_checkpointing"):
+    # may change between attempts (checkpointing and the prefix path change memory and speed;
+    # the numbers only within float rounding)
+    for free in ("checkpoint_every", "eval_batch_size", "gradient_checkpointing", "share_prefix"):
         cfg.pop(free)
     identity = {
         "method": run.pm.method.key,
@@ -465,6 +477,8 @@ def train(
     params = [p for group in optimizer.param_groups for p in group["params"]]
     examples_per_step = cfg.batch_size * cfg.grad_accum
     pm.gradient_checkpointing = cfg.gradient_checkpointing
+    if not cfg.share_prefix:
+        pm.share_prefix = False
     memory = StepMemory(base_device(pm))
     train_mode(pm)
     bar = tqdm(
