@@ -206,6 +206,10 @@ def summary(results: dict[str, Any], args: argparse.Namespace) -> str:
     lines.append(f"| PEFT, each request alone (in process, {peft['requests']} requests) | 1 | "
                  f"{rps:.3f} | {lat['p50']:.3f} | {lat['p99']:.3f} | - |")  # fmt: skip
     o = results["open"]["latency_s"]["all"]
+    kinds = {k: v for k, v in results["open"]["latency_s"].items() if k != "all"}
+    by_kind = ", ".join(
+        f"{k} {v['p99'] / v['p50']:.2f} (p50 {v['p50']:.2f} s)" for k, v in kinds.items()
+    )
     lines += [
         "",
         f"- mixed / single prompt throughput at {args.clients} clients: "
@@ -216,7 +220,9 @@ def summary(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"{mixed['throughput_rps'] / peft['throughput_rps']:.1f}×",
         f"- warm-up (one classification per prompt, {args.spread} prefixes computed): "
         f"{results['warm_up']['seconds']:.0f} s",
-        f"- open loop at 70 % of peak: p99 / p50 = {o['p99'] / o['p50']:.2f}",
+        f"- open loop at 70 % of peak: p99 / p50 = {o['p99'] / o['p50']:.2f}; by kind: {by_kind}",
+        f"- open loop: {results['open']['throughput_rps']:.2f} req/s served of "
+        f"{results['open']['rate']:.2f} offered",
         "",
     ]
     return "\n".join(lines)
@@ -236,7 +242,13 @@ def main() -> None:
     parser.add_argument("--zipf", type=float, default=1.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--port", type=int, default=8931)
+    parser.add_argument("--summarize", action="store_true",
+                        help="rewrite summary.md from --out's results.json; run nothing")  # fmt: skip
     args = parser.parse_args()
+    if args.summarize:
+        results = json.loads((args.out / "results.json").read_text())
+        (args.out / "summary.md").write_text(summary(results, args))
+        return
     if args.duration > 120:
         raise SystemExit("each run is bounded: --duration ≤ 120 s")
     args.out.mkdir(parents=True, exist_ok=True)
