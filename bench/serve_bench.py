@@ -242,8 +242,9 @@ def main() -> None:
     parser.add_argument("--zipf", type=float, default=1.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--port", type=int, default=8931)
-    parser.add_argument("--summarize", action="store_true",
-                        help="rewrite summary.md from --out's results.json; run nothing")  # fmt: skip
+    parser.add_argument(
+        "--summarize", action="store_true", help="rewrite --out's summary.md from its results.json"
+    )
     args = parser.parse_args()
     if args.summarize:
         results = json.loads((args.out / "results.json").read_text())
