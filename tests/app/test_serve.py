@@ -352,3 +352,24 @@ def test_two_replicas_on_one_store(server: Server, store: Path, tmp_path: Path) 
         assert httpx.delete(server.url + "/v1/prompts/shared").status_code == 200
     finally:
         assert other.stop()
+
+
+def test_a_generation_past_its_timeout_gets_504_and_leaves_the_batch(store: Path) -> None:
+    """``--timeout 0.05``: sent-ulpt's greedy answer to "the film" runs 198 tokens before its EOS
+    (about 0.4 s on a 2-core CPU), so the deadline passes mid-decode: the request gets a 504 JSON
+    error, its row leaves the running batch, and the server serves on."""
+    srv = Server(store, "--timeout", "0.05")
+    try:
+        body = {"model": "sent-ulpt", "prompt": "the film", "max_tokens": 256, "temperature": 0}
+        late = httpx.post(srv.url + "/v1/completions", json=body, timeout=30)
+        assert late.status_code == 504, late.text
+        assert late.json()["error"]["code"] == "timeout"
+        assert late.json()["error"]["message"] == "the request ran past its timeout"
+        deadline = time.monotonic() + 10
+        while httpx.get(srv.url + "/health").json()["decoding"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert httpx.get(srv.url + "/health").json()["decoding"] == 0
+        short = body | {"max_tokens": 1}  # one token fits in the timeout
+        assert httpx.post(srv.url + "/v1/completions", json=short, timeout=30).status_code == 200
+    finally:
+        assert srv.stop()
