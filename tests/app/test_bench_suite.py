@@ -220,6 +220,31 @@ def test_fair_suite() -> None:
     assert sum(run.config.endswith("-1k") for run in grids) == 0  # they take stage 0's choice
 
 
+def test_only_selects_runs_by_id_pattern_in_the_suites_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from lrpt.app.bench.suite import select_runs
+
+    suite = load_suite(SUITES / "fair.toml")
+    chosen = select_runs(suite, ["mr/ept-s61-r27/*", "mr/ulpt-n100-r2/*"])
+    assert [r.id for r in chosen] == [
+        "mr/ulpt-n100-r2/grid/lr=0.1/seed0", "mr/ulpt-n100-r2/grid/lr=0.03/seed0",
+        "mr/ulpt-n100-r2/grid/lr=0.01/seed0",
+        *(f"mr/ept-s61-r27/grid/lr={lr},lowrank_lr={low}/seed0"
+          for lr in (0.3, 0.03, 0.01) for low in (0.0005, 0.005)),
+        *(f"mr/{c}/seed{s}" for s in (0, 1, 2) for c in ("ulpt-n100-r2", "ept-s61-r27")),
+    ]  # fmt: skip
+    assert select_runs(suite, []) == suite.runs
+    argv = ["bench", "--suite", "fair", "--results-dir", str(tmp_path), "--list"]
+    assert main([*argv, "--only", "bbc/pt-n10/*"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 7 and out[-1] == "0 of 6 runs finished"
+    assert main([*argv, "--only", "mr/nope*"]) == 2
+    assert "--only 'mr/nope*' matches no run of suite 'fair'" in capsys.readouterr().err
+    assert main(["bench", "--speed", "--only", "x"]) == 2
+    assert "--only goes with --suite" in capsys.readouterr().err
+
+
 def test_suite_not_found(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.chdir(ROOT)
     assert main(["bench", "--suite", "nope"]) == 2

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import fnmatch
 import io
 import itertools
 import json
@@ -68,7 +69,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -436,8 +437,29 @@ def _validate(where: str, runs: list[SuiteRun]) -> None:
 # --- running -------------------------------------------------------------------------------
 
 
-def run_suite(suite: Suite, results_dir: Path, *, log: Log = print) -> dict[str, Any]:
-    """Train every unfinished run of ``suite``, then aggregate; → ``{"done", "failed", "rows"}``.
+def select_runs(suite: Suite, only: Sequence[str] = ()) -> list[SuiteRun]:
+    """The runs of ``suite`` whose id matches one of the shell patterns ``only`` (all of them
+    when it is empty), in the suite's order.
+
+    Raises:
+        ValueError: a pattern that matches no run.
+    """
+    if not only:
+        return list(suite.runs)
+    for pattern in only:
+        if not any(fnmatch.fnmatchcase(run.id, pattern) for run in suite.runs):
+            raise ValueError(
+                f"--only {pattern!r} matches no run of suite {suite.name!r} (run ids look like "
+                f"{suite.runs[0].id!r}; --list shows them all)"
+            )
+    return [r for r in suite.runs if any(fnmatch.fnmatchcase(r.id, p) for p in only)]
+
+
+def run_suite(
+    suite: Suite, results_dir: Path, *, log: Log = print, only: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Train every unfinished run of ``suite`` (those matching ``only``, if given: see
+    :func:`select_runs`), then aggregate; → ``{"done", "failed", "rows"}``.
 
     Every finished run is checked against the suite first (a changed one stops everything before
     anything trains). A run that fails is reported and left unfinished (a rerun retries it); the
@@ -451,8 +473,9 @@ def run_suite(suite: Suite, results_dir: Path, *, log: Log = print) -> dict[str,
             finished.add(run.id)
     done: list[str] = []
     failed: list[str] = []
-    for i, run in enumerate(suite.runs, 1):
-        out, step = root / run.id, f"[{i}/{len(suite.runs)}] {run.id}"
+    selected = select_runs(suite, only)
+    for i, run in enumerate(selected, 1):
+        out, step = root / run.id, f"[{i}/{len(selected)}] {run.id}"
         if run.id in finished:
             log(f"{step}: finished before, skipped")
             done.append(run.id)
@@ -889,11 +912,15 @@ def plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> bool:
 # --- the command ---------------------------------------------------------------------------
 
 
-def status_lines(suite: Suite, results_dir: Path) -> list[str]:
-    """One line per run, finished (with its score) or pending, then the count."""
+def status_lines(
+    suite: Suite, results_dir: Path, runs: Sequence[SuiteRun] | None = None
+) -> list[str]:
+    """One line per run (of ``runs``, default all), finished (with its score) or pending, then
+    the count."""
     lines = []
     root = results_dir / suite.name
-    for run in suite.runs:
+    runs = suite.runs if runs is None else runs
+    for run in runs:
         settled = resolve(suite, run, root)
         record = None if settled is None else finished_record(settled, root / run.id)
         if record is None:
@@ -904,17 +931,23 @@ def status_lines(suite: Suite, results_dir: Path) -> list[str]:
             state = f"finished: {record['metric']} {_fmt(record['test'])}"
         lines.append(f"{run.id:<40} {run.method:<9} {state}")
     done = sum("finished:" in line for line in lines)
-    return [*lines, f"{done} of {len(suite.runs)} runs finished"]
+    return [*lines, f"{done} of {len(runs)} runs finished"]
 
 
 def run_command(
-    name: str, results_dir: Path | None, *, list_only: bool = False, summarize_only: bool = False
+    name: str,
+    results_dir: Path | None,
+    *,
+    list_only: bool = False,
+    summarize_only: bool = False,
+    only: Sequence[str] = (),
 ) -> int:
-    """``lrpt bench --suite NAME [--results-dir DIR] [--list | --summarize]``; → the exit code."""
+    """``lrpt bench --suite NAME [--results-dir DIR] [--only PATTERN …] [--list | --summarize]``;
+    → the exit code."""
     suite = load_suite(suite_path(name))
     results_dir = RESULTS_DIR if results_dir is None else results_dir
     if list_only:
-        print("\n".join(status_lines(suite, results_dir)))
+        print("\n".join(status_lines(suite, results_dir, select_runs(suite, only))))
         return 0
     if summarize_only:
         root = results_dir / suite.name
@@ -922,10 +955,13 @@ def run_command(
         where = f"{root}/{{{','.join(SUMMARY_FILES)}}}" if rows else "nothing: no finished run"
         print(f"{len(rows)} summary rows; written: {where}")
         return 0
-    outcome = run_suite(suite, results_dir, log=lambda line: print(line, file=sys.stderr))
+    outcome = run_suite(
+        suite, results_dir, log=lambda line: print(line, file=sys.stderr), only=only
+    )
     root = results_dir / suite.name
     print(
-        f"{len(outcome['done'])} of {len(suite.runs)} runs finished; summary in {root}/"
+        f"{len(outcome['done'])} of {len(select_runs(suite, only))} runs finished; summary in "
+        f"{root}/"
         f"{{{','.join(SUMMARY_FILES)}}}"
     )
     if outcome["failed"]:

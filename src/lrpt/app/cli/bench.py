@@ -70,6 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--list", action="store_true", help="list the suite's runs (finished or pending) only"
     )
     suite.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="run (or --list) only the runs whose id matches this shell pattern, e.g. "
+        "'mr/ept-*' (repeatable; ids as --list prints them); finished runs still count",
+    )
+    suite.add_argument(
         "--summarize",
         action="store_true",
         help="rewrite the suite's summary files from its finished runs; train nothing",
@@ -86,11 +94,15 @@ def run(args: argparse.Namespace) -> int:
         if given:
             flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
             raise ValueError(f"{flags}: --speed options; a suite file sets its own settings")
+        if args.only and args.summarize:
+            raise ValueError("--only selects runs to train or list: not with --summarize")
         return run_command(
-            args.suite, args.results_dir, list_only=args.list, summarize_only=args.summarize
-        )
+            args.suite, args.results_dir, list_only=args.list, summarize_only=args.summarize,
+            only=args.only,
+        )  # fmt: skip
     for flag, value in (
         ("--results-dir", args.results_dir),
+        ("--only", args.only),
         ("--list", args.list),
         ("--summarize", args.summarize),
     ):
