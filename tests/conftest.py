@@ -24,6 +24,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(skip)
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (modules opt in with ``usefixtures``): tiny models gain
+    nothing from threads and lose a lot when other jobs share the cores; distributed ranks run
+    with ``OMP_NUM_THREADS=1``, so their one-process reference does too."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @functools.cache
 def _load(key: str, family: str | None) -> lrpt.LoadedModel:
     return lrpt.load_model(key, family=family)

@@ -30,13 +30,7 @@ TOLERANCE = 1e-5  # |2 ranks − 1 process| on the prompt after 40 steps (measur
 LAUNCH_TIMEOUT = 240  # seconds: a hang fails the test instead of stalling the suite
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Each rank runs with OMP_NUM_THREADS=1; the one-process reference does too."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_data(where: Path) -> list[str]:

@@ -23,14 +23,7 @@ from lrpt.app.training.loop import (
 )
 from lrpt.methods import METHODS, method_class
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and lose a lot when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 RESULT_KEYS = {
