@@ -150,3 +150,21 @@ def test_cuda_bf16_training_step_keeps_float32_master_weights() -> None:
     assert not torch.equal(before, pm.method.latent)
     states = [t for s in opt.state.values() for t in s.values() if t.is_floating_point()]
     assert states and all(t.dtype is torch.float32 for t in states)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_on_the_cpu_takes_eager_attention(dtype: torch.dtype) -> None:
+    full = tiny("causal")
+    assert full.model.config._attn_implementation == "sdpa"
+    assert place(full, torch.device("cpu"), torch.float32).model.config._attn_implementation == (
+        "sdpa"
+    )  # fmt: skip
+    half = place(tiny("causal"), torch.device("cpu"), dtype)
+    assert half.model.config._attn_implementation == "eager"
+    batch = full.tokenizer(TEXTS, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        ref = full.model(**batch).logits
+        got = half.model(**batch).logits.float()
+    real = batch["attention_mask"].bool()
+    # the same model at 8 (bf16) or 11 (fp16) significant bits: logits of magnitude < 1
+    torch.testing.assert_close(got[real], ref[real], rtol=0, atol=2e-2)

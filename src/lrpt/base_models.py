@@ -270,13 +270,32 @@ HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
 
 def place(loaded: LoadedModel, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     """``loaded`` with its model moved to ``device`` and its floating parameters cast to
-    ``dtype`` (buffers keep their dtype); in place, returned for convenience."""
+    ``dtype`` (buffers keep their dtype); in place, returned for convenience. On the CPU in
+    bfloat16 or float16 the model's attention becomes transformers' eager one
+    (:func:`cpu_half_attention`)."""
     model: torch.nn.Module = loaded.model
     model.to(device)
     for param in model.parameters():
         if param.is_floating_point() and param.dtype != dtype:
             param.data = param.data.to(dtype)
+    if device.type == "cpu" and dtype in (torch.bfloat16, torch.float16):
+        cpu_half_attention(model)
     return loaded
+
+
+def cpu_half_attention(model: torch.nn.Module) -> None:
+    """Switch ``model`` from PyTorch's fused attention (``sdpa``) to transformers' ``eager`` one,
+    for a CPU in bfloat16 or float16; other implementations are left alone.
+
+    Measured on SmolLM2-135M (2 threads, AVX-512 BF16, a ``pt`` training step of 16 MR inputs
+    after a 100-token prompt): the fused kernel's backward took 420 ms of a 1.32 s bf16 step, 2.7×
+    its float32 time, while eager attention's products run on the fast bf16 matmuls: the step
+    takes 1.05 s (float32: 2.1 s either way), and inference is within 5 % of the fused kernel.
+    Eager attention also takes its softmax in float32, so bf16 losses sit closer to float32's.
+    """
+    config = getattr(model, "config", None)
+    if getattr(config, "_attn_implementation", None) == "sdpa":
+        model.set_attn_implementation("eager")  # type: ignore[operator]
 
 
 def _infer_family(config: object) -> Family:
