@@ -153,7 +153,12 @@ def test_shared_prefix_equals_naive_in_bf16(key: str, side: str) -> None:
     pm = _prompted_bf16(key)
     assert pm.shares_prefix()
     assert {p.dtype for p in pm.method.parameters()} == {torch.float32}  # master weights
-    batch = _batch(pm, side)
+    check_bf16_paths(pm, _batch(pm, side), key)
+
+
+def check_bf16_paths(pm: lrpt.PromptedModel, batch: dict, key: str) -> None:
+    """The shared and naive paths of ``pm`` (a bf16 base) on ``batch``: bf16 logits, float32
+    loss and gradients on the model's device, each within the tolerances above."""
     loss_s, logits_s, grads_s = _loss_and_grads(pm, batch, share=True)
     loss_n, logits_n, grads_n = _loss_and_grads(pm, batch, share=False)
     assert logits_s.dtype == logits_n.dtype == torch.bfloat16
@@ -164,7 +169,8 @@ def test_shared_prefix_equals_naive_in_bf16(key: str, side: str) -> None:
         logits_s[real].float(), logits_n[real].float(), rtol=0, atol=BF16_LOGITS_ATOL
     )
     assert grads_s.keys() == grads_n.keys() and grads_s
+    device = batch["input_ids"].device
     for name, grad in grads_n.items():
-        assert grad.dtype == torch.float32 and grad.norm() > 0, name
+        assert grad.dtype == torch.float32 and grad.device == device and grad.norm() > 0, name
         rel = (grads_s[name] - grad).norm() / grad.norm()
         assert rel <= BF16_GRAD_RTOL, f"{key}.{name}: relative gradient difference {rel:.2e}"

@@ -35,31 +35,13 @@ def _on_gpu(pm: lrpt.PromptedModel, dtype: torch.dtype) -> lrpt.PromptedModel:
 @pytest.mark.parametrize("key", STATIC)
 def test_shared_prefix_equals_naive_in_bf16_on_cuda(key: str, side: str) -> None:
     """The CPU's bf16 tolerances (``tests/test_prefix.py``, with their reasoning) hold on CUDA."""
-    import test_prefix as cpu
-
-    BF16_GRAD_RTOL, BF16_LOGITS_ATOL, BF16_LOSS_RTOL = (
-        cpu.BF16_GRAD_RTOL, cpu.BF16_LOGITS_ATOL, cpu.BF16_LOSS_RTOL,
-    )  # fmt: skip
-    _batch, _loss_and_grads, _prompted = cpu._batch, cpu._loss_and_grads, cpu._prompted
+    from test_prefix import _batch, _prompted, check_bf16_paths
 
     pm = _on_gpu(_prompted(key), torch.bfloat16)
     assert pm.shares_prefix()
     assert {p.device.type for p in pm.method.parameters()} == {"cuda"}
     assert {p.dtype for p in pm.method.parameters()} == {torch.float32}  # master weights
-    batch = _to(_batch(pm, side), GPU)
-    loss_s, logits_s, grads_s = _loss_and_grads(pm, batch, share=True)
-    loss_n, logits_n, grads_n = _loss_and_grads(pm, batch, share=False)
-    assert logits_s.dtype == torch.bfloat16 and loss_s.dtype == torch.float32
-    assert abs(loss_s - loss_n) <= BF16_LOSS_RTOL * abs(loss_n)
-    real = batch["attention_mask"].bool()
-    torch.testing.assert_close(
-        logits_s[real].float(), logits_n[real].float(), rtol=0, atol=BF16_LOGITS_ATOL
-    )
-    assert grads_s.keys() == grads_n.keys() and grads_s
-    for name, grad in grads_n.items():
-        assert grad.device.type == "cuda" and grad.norm() > 0, name
-        rel = (grads_s[name] - grad).norm() / grad.norm()
-        assert rel <= BF16_GRAD_RTOL, f"{key}.{name}: relative gradient difference {rel:.2e}"
+    check_bf16_paths(pm, _to(_batch(pm, side), GPU), key)
 
 
 def _bank_on_gpu():
