@@ -959,9 +959,9 @@ def run_command(
         suite, results_dir, log=lambda line: print(line, file=sys.stderr), only=only
     )
     root = results_dir / suite.name
+    selected = len(outcome["done"]) + len(outcome["failed"])  # every selected run is one
     print(
-        f"{len(outcome['done'])} of {len(select_runs(suite, only))} runs finished; summary in "
-        f"{root}/"
+        f"{len(outcome['done'])} of {selected} runs finished; summary in {root}/"
         f"{{{','.join(SUMMARY_FILES)}}}"
     )
     if outcome["failed"]:
