@@ -86,7 +86,7 @@ RUN_SPEC = "spec.json"  # the run spec the child trains (lrpt train --config)
 TRAIN_LOG = "train.log"
 SUMMARY_FILES = ("summary.json", "summary.md", "summary.png")
 
-_SUITE_KEYS = {"description", "defaults", "run", "claim"}
+_SUITE_KEYS = {"description", "defaults", "run", "claim", "compare"}
 _ENTRY_KEYS = {"name", "method", "options", "grid", "grid_group", "grid_from"}
 # lrpt train flags the runner sets itself
 _RUNNER_FLAGS = {"out", "resume", "quiet", "seed", "task", "data", "method"}
@@ -195,6 +195,8 @@ class Suite:
     description: str
     runs: list[SuiteRun]
     claims: list[bench_claims.Claim] = field(default_factory=list)
+    compare: str | None = None  # another suite's file, whose results the summary sets beside
+    sources: dict[str, str] = field(default_factory=dict)  # config → its grid_from entry
 
     def planned_seeds(self) -> dict[str, int]:
         """Configuration → the number of seeds it runs with (on each of its tasks)."""
@@ -252,7 +254,18 @@ def load_suite(path: str | os.PathLike) -> Suite:
     runs = _expand(where, configs, grids)
     _validate(where, runs)
     claims = bench_claims.parse_claims(where, data.get("claim", []), {c[0] for c in configs})
-    return Suite(path.stem, str(data.get("description", "")), runs, claims)
+    compare = data.get("compare")
+    if compare is not None and (not isinstance(compare, str) or not _NAME.fullmatch(compare)):
+        raise ValueError(f"{where}: compare must be the name of another suite, got {compare!r}")
+    if compare == path.stem:
+        raise ValueError(f"{where}: compare names the suite itself")
+    if compare is not None and not (path.parent / f"{compare}.toml").is_file():
+        raise ValueError(
+            f"{where}: compare {compare!r}: no suite file {path.parent / compare}.toml"
+        )
+    compare = None if compare is None else str(path.parent / f"{compare}.toml")
+    sources = {name: merged["grid_from"] for name, merged in configs if "grid_from" in merged}
+    return Suite(path.stem, str(data.get("description", "")), runs, claims, compare, sources)
 
 
 def _check_keys(where: str, table: dict[str, Any], allowed: set[str]) -> None:
@@ -752,11 +765,52 @@ def write_summary(suite: Suite, root: Path) -> list[dict[str, Any]]:
             row["grid"] = grids[(row["task"], row["config"])]
     if not rows and not any(_finished_points(g) for g in grids.values()):
         return rows
+    text = markdown(suite, rows, records, grids, comparison(suite, root, rows))
     atomic_write_text(root / "summary.json", json.dumps(rows, indent=2) + "\n")
-    atomic_write_text(root / "summary.md", markdown(suite, rows, records, grids) + "\n")
+    atomic_write_text(root / "summary.md", text + "\n")
     if rows:
         plot(rows, root / "summary.png", title=f"suite {suite.name}")
     return rows
+
+
+def rates(suite: Suite, root: Path) -> dict[tuple[str, str], str]:
+    """(task, config) → the learning rates its first finished tested seed trained at, as
+    ``lr 0.01, lowrank_lr 0.0005``: the resolved ``lr`` and every method option ending in
+    ``_lr``, from that run's ``results.json``."""
+    found: dict[tuple[str, str], str] = {}
+    for run in suite.runs:
+        settled = None if run.selects else resolve(suite, run, root)
+        if settled is None or (run.task, run.config) in found:
+            continue
+        record = finished_record(settled, root / run.id)
+        results = root / run.id / "results.json"
+        if record is None or not results.is_file():
+            continue
+        saved = json.loads(results.read_text(encoding="utf-8"))
+        named = {"lr": saved["training"]["lr"]} | {
+            k: v for k, v in saved.get("config", {}).items() if k.endswith("_lr")
+        }
+        found[(record["task"], run.config)] = ", ".join(f"{k} {v:g}" for k, v in named.items())
+    return found
+
+
+def comparison(suite: Suite, root: Path, rows: list[dict[str, Any]]) -> list[str]:
+    """The summary's tables against the suite ``suite.compare`` names (:mod:`compare`), read
+    from that suite's results beside ``root``; its longer budgets against their sources."""
+    from lrpt.app.bench import compare as bench_compare
+
+    claims = bench_claims.evaluate(suite.claims, rows, suite.planned_seeds())
+    if suite.compare is None:
+        return bench_compare.markdown("", rows, [], {}, {}, claims, [], suite.sources)
+    other = load_suite(suite.compare)
+    other_root = root.parent / other.name
+    summary = other_root / "summary.json"
+    other_rows = json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else []
+    other_claims = bench_claims.evaluate(other.claims, other_rows, other.planned_seeds())
+    return bench_compare.markdown(
+        other.name, rows, other_rows, rates(suite, root), rates(other, other_root),
+        claims, other_claims, suite.sources,
+    )  # fmt: skip
 
 
 def grid_selections(suite: Suite, root: Path) -> dict[tuple[str, str], dict[str, Any]]:
@@ -784,9 +838,11 @@ def markdown(
     rows: list[dict[str, Any]],
     records: list[dict[str, Any]],
     grids: dict[tuple[str, str], dict[str, Any]] | None = None,
+    comparison: list[str] | None = None,
 ) -> str:
-    """A header (suite, runs, machine, dates), one table row per summary row, the claims, and
-    the learning-rate grids (every point's validation score and the choice)."""
+    """A header (suite, runs, machine, dates), one table row per summary row, the claims, the
+    ``comparison`` lines (:func:`comparison`), and the learning-rate grids (every point's
+    validation score and the choice)."""
     grids = grids or {}
     machines = {json.dumps(r["machine"], sort_keys=True) for r in records}
     dates = sorted(r["finished"][:10] for r in records)
@@ -822,7 +878,8 @@ def markdown(
             f"| {row['sec_per_step']:.2f} | {rss} |"
         )
     claims = bench_claims.evaluate(suite.claims, rows, suite.planned_seeds())
-    return "\n".join(lines + bench_claims.markdown(claims) + grid_markdown(grids))
+    lines += bench_claims.markdown(claims) + (comparison or [])
+    return "\n".join(lines + grid_markdown(grids))
 
 
 def grid_markdown(grids: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
