@@ -15,11 +15,13 @@ from pathlib import Path
 from lrpt.fileio import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITES = ("quick", "paper")
+SUITES = ("quick", "paper", "fair")
+GRIDS = "Learning-rate selection:"  # the grid table, which stays in summary.md alone
 
 
 def summary_table(suite: str, root: Path = ROOT) -> str | None:
-    """The summary's lines from its run count on (run count, machine, table); None if absent."""
+    """The summary's lines from its run count on (run count, machine, table, claims, the
+    comparison with another suite), up to its learning-rate grids; None if absent."""
     path = root / "bench" / "results" / suite / "summary.md"
     if not path.exists():
         return None
@@ -27,7 +29,8 @@ def summary_table(suite: str, root: Path = ROOT) -> str | None:
     start = next((i for i, line in enumerate(lines) if " runs finished " in line), None)
     if start is None:
         raise ValueError(f"{path}: no 'N of M runs finished' line; rerun lrpt bench --summarize")
-    return "\n".join(lines[start:]).strip()
+    end = next((i for i, line in enumerate(lines) if line.startswith(GRIDS)), len(lines))
+    return "\n".join(lines[start:end]).strip()
 
 
 def main() -> int:
