@@ -3,6 +3,7 @@ end (train, rerun skips finished runs, an unfinished run resumes, changed settin
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import shutil
@@ -275,6 +276,14 @@ def test_tiny_suite_end_to_end(
         assert rec["id"] == run_id and rec["steps"] == 4 and rec["peak_rss_mb"] > 0
         sizes = sum(p.stat().st_size for p in (run_dir / "prompt").iterdir())
         assert rec["artifact_bytes"] == sizes
+        tensors = (run_dir / "prompt" / "prompt.safetensors").read_bytes()
+        assert rec["prompt_sha256"] == hashlib.sha256(tensors).hexdigest()
+    shas = [json.loads((root / i / "run.json").read_text())["prompt_sha256"] for i in ids]
+    # a fresh run of the same id elsewhere gives the same tensors, bit for bit
+    again = tmp_path / "again"
+    assert main(["bench", "--suite", "tiny", "--results-dir", str(again), "--only", ids[0]]) == 0
+    rerun = json.loads((again / "tiny" / ids[0] / "run.json").read_text())
+    assert rerun["prompt_sha256"] == shas[0]
     rows = json.loads((root / "summary.json").read_text())
     assert [(r["config"], r["method"], r["n_seeds"]) for r in rows] == [
         ("pt-n8", "pt", 1), ("ulpt-n8-r2", "ulpt", 1)
@@ -317,6 +326,7 @@ def test_tiny_suite_end_to_end(
     assert main(command) == 0
     assert trained == [ids[1]]
     assert len(json.loads((root / "summary.json").read_text())) == 2
+    assert json.loads((root / ids[1] / "run.json").read_text())["prompt_sha256"] == shas[1]
     assert main([*command, "--list"]) == 0
     assert capsys.readouterr().out.count("finished: accuracy") == 2
 

@@ -58,6 +58,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import fnmatch
+import hashlib
 import io
 import itertools
 import json
@@ -77,6 +78,7 @@ from typing import Any
 from lrpt.app.bench import claims as bench_claims
 from lrpt.app.cli.flags import check_method_options, option_types
 from lrpt.app.spec import RunSpec, sections_from_settings
+from lrpt.artifact.schema import TENSORS_NAME
 from lrpt.fileio import atomic_write_bytes, atomic_write_text
 
 SUITES_DIR = Path("bench/suites")
@@ -619,6 +621,7 @@ def train_run(suite: str, run: SuiteRun, out: Path) -> dict[str, Any] | None:
         return None
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     record = run_record(suite, run, results, prompt_bytes(out / "prompt"), peak_rss_mb)
+    record["prompt_sha256"] = prompt_sha256(out / "prompt")
     record["wall_seconds"] = round(time.perf_counter() - start, 1)
     atomic_write_text(out / RUN_RECORD, json.dumps(record, indent=2) + "\n")
     return record
@@ -645,6 +648,16 @@ def run_child(command: list[str], log_path: Path) -> tuple[int, float | None]:
 def prompt_bytes(prompt_dir: Path) -> int:
     """Bytes on disk of a saved prompt artifact (all its files)."""
     return sum(p.stat().st_size for p in prompt_dir.iterdir() if p.is_file())
+
+
+def prompt_sha256(prompt_dir: Path) -> str | None:
+    """SHA-256 of the artifact's tensor file (``prompt.safetensors``, no metadata: its bytes are
+    the tensors'), so that a rerun can be checked bit for bit against a record whose tensors
+    are not committed; None when there is no such file."""
+    path = prompt_dir / TENSORS_NAME
+    if not path.is_file():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def run_record(
