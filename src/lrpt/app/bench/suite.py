@@ -793,7 +793,7 @@ def rates(suite: Suite, root: Path) -> dict[tuple[str, str], str]:
     found: dict[tuple[str, str], str] = {}
     for run in suite.runs:
         settled = None if run.selects else resolve(suite, run, root)
-        if settled is None or (run.task, run.config) in found:
+        if settled is None or (run.task_name, run.config) in found:
             continue
         record = finished_record(settled, root / run.id)
         results = root / run.id / "results.json"
@@ -803,7 +803,7 @@ def rates(suite: Suite, root: Path) -> dict[tuple[str, str], str]:
         named = {"lr": saved["training"]["lr"]} | {
             k: v for k, v in saved.get("config", {}).items() if k.endswith("_lr")
         }
-        found[(record["task"], run.config)] = ", ".join(f"{k} {v:g}" for k, v in named.items())
+        found[(run.task_name, run.config)] = ", ".join(f"{k} {v:g}" for k, v in named.items())
     return found
 
 
