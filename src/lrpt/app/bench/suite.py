@@ -866,8 +866,9 @@ def markdown(
         "",
         f"{len(records)} of {len(tested)} runs finished{span}; `lrpt bench --suite {suite.name}`.",
     ]
+    own = {r.config for r in suite.runs if r.selects}  # grid_from entries train no grid
     if grids:
-        finished = sum(_finished_points(g) for g in grids.values())
+        finished = sum(_finished_points(g) for (_, config), g in grids.items() if config in own)
         lines[-1] += f" Grid runs: {finished} of {len(suite.runs) - len(tested)} finished."
     for text in sorted(machines):
         m = json.loads(text)
@@ -892,7 +893,7 @@ def markdown(
         )
     claims = bench_claims.evaluate(suite.claims, rows, suite.planned_seeds())
     lines += bench_claims.markdown(claims) + (comparison or [])
-    return "\n".join(lines + grid_markdown(grids))
+    return "\n".join(lines + grid_markdown({k: g for k, g in grids.items() if k[1] in own}))
 
 
 def grid_markdown(grids: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
