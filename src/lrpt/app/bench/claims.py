@@ -151,6 +151,11 @@ def _by_seed(row: dict[str, Any]) -> dict[int, float]:
     return {s: v for s, v in zip(row["seeds"], row["values"], strict=True) if v is not None}
 
 
+def provisional(result: dict[str, Any]) -> bool:
+    """Whether a claim result rests on fewer seeds than planned (no seed changes a count)."""
+    return result["n_seeds"] < result["planned_seeds"] and result["measure"] != "trainable_params"
+
+
 def _std(values: list[float]) -> float | None:
     return statistics.stdev(values) if len(values) > 1 else None
 
@@ -177,7 +182,7 @@ def markdown(results: list[dict[str, Any]]) -> list[str]:
     for r in results:
         verdict = {True: "holds", False: "fails", None: "n/a (baseline ≤ 0)"}[r["holds"]]
         ratio = "—" if r["ratio"] is None else f"{r['ratio']:.3f}"
-        if r["n_seeds"] < r["planned_seeds"] and r["measure"] != "trainable_params":
+        if provisional(r):
             verdict += f"* ({r['n_seeds']} seed{'s' if r['n_seeds'] > 1 else ''})"
         lines.append(
             f"| {r['text']} | {r['task']} | {r['config']} | {r['baseline']} | {r['measure']} "

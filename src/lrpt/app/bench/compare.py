@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lrpt.app.bench.claims import provisional
+
 ClaimKey = tuple[str, str, str, str]  # (config, baseline, measure, task)
 
 
@@ -32,17 +34,14 @@ def _key(result: Mapping[str, Any], sources: Mapping[str, str] | None = None) ->
             result["task"])  # fmt: skip
 
 
-def _verdict(result: Mapping[str, Any] | None) -> str:
+def _verdict(result: dict[str, Any] | None) -> str:
     """``0.975 holds`` (``*`` when on fewer seeds than planned), or ``—``."""
     if result is None:
         return "—"
     if result["ratio"] is None:
         return "n/a (baseline ≤ 0)"
     word = "holds" if result["holds"] else "fails"
-    partial = result["n_seeds"] < result["planned_seeds"] and result["measure"] != (
-        "trainable_params"
-    )
-    return f"{result['ratio']:.3f} {word}{'*' if partial else ''}"
+    return f"{result['ratio']:.3f} {word}{'*' if provisional(result) else ''}"
 
 
 def moved(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> str:
@@ -56,11 +55,11 @@ def moved(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> 
 
 def claim_pairs(
     mine: list[dict[str, Any]], theirs: list[dict[str, Any]], sources: Mapping[str, str]
-) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """Each of this suite's claim results with the other suite's result on the same (mapped)
     key, for the keys the other suite has a result on."""
     by_key = {_key(r): r for r in theirs}
-    return [(r, by_key.get(_key(r, sources))) for r in mine if _key(r, sources) in by_key]
+    return [(r, by_key[_key(r, sources)]) for r in mine if _key(r, sources) in by_key]
 
 
 def budget_pairs(
@@ -141,9 +140,9 @@ def markdown(
             "| claim | task | at the source's budget | at this budget | verdict |",
             "|---|---|---|---|---|",
         ]
-        for mine, base in budgets:
+        for mine, short in budgets:
             lines.append(
-                f"| {mine['text']} | {mine['task']} | {_verdict(base)} | {_verdict(mine)} "
-                f"| {moved(base, mine)} |"
+                f"| {mine['text']} | {mine['task']} | {_verdict(short)} | {_verdict(mine)} "
+                f"| {moved(short, mine)} |"
             )
     return lines
