@@ -142,10 +142,17 @@ class MLPHead(nn.Module):
 # --------------------------------------------------------------------------- input update
 def rows_at(update: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """``update (m, d)`` gathered at ``positions (B, L)`` → ``(B, L, d)``; zero rows where the
-    position is −1 (no update) or ``≥ m``."""
+    position is −1 (no update) or ``≥ m``.
+
+    ``index_select``, not ``update[index]``: the backward of advanced indexing on CPU
+    (``index_put_`` with accumulation) adds rows that share a position in whatever order its
+    threads reach them, so two runs of the same seed differ in the last bits from the first
+    update on. ``index_select``'s backward (``index_add_``) sums in a fixed order and gives the
+    bits of the deterministic ``index_put_``."""
     m = update.shape[0]
     valid = (positions >= 0) & (positions < m)  # (B, L)
-    rows = update[positions.clamp(0, m - 1)]  # (B, L, d)
+    index = positions.clamp(0, m - 1)
+    rows = update.index_select(0, index.reshape(-1)).view(*index.shape, update.shape[1])
     return torch.where(valid.unsqueeze(-1), rows, rows.new_zeros(()))
 
 
