@@ -202,6 +202,24 @@ def test_grid_suite_end_to_end(
     assert res["training"]["evaluate_test"] is True and res["test"] is not None
     err = capsys.readouterr().err
     assert f"the grid chose lr = {float(best.removeprefix('lr='))!r}" in err
+    # the tested seed 0 is the chosen grid run, tested: its checkpoint was resumed, not retrained
+    chosen = root / "grid" / best / "seed0"
+    assert f"trained as topics/pt-n8/grid/{best}/seed0: its checkpoint is tested" in err
+    record = json.loads((root / "seed0" / "run.json").read_text())
+    grid_record = json.loads((chosen / "run.json").read_text())
+    assert record["trained_as"] == grid_record["id"] == f"topics/pt-n8/grid/{best}/seed0"
+    assert record["prompt_sha256"] == grid_record["prompt_sha256"]
+    assert res["train_loss"] == json.loads((chosen / "results.json").read_text())["train_loss"]
+    assert record["wall_seconds"] > grid_record["wall_seconds"]
+    # without the grid's checkpoint (a fresh clone) it trains from the start: the same bits
+    (chosen / "checkpoint.pt").unlink()
+    for path in sorted((root / "seed0").rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    assert main(command) == 0
+    assert "topics/pt-n8/seed0: training (pt)" in capsys.readouterr().err
+    again = json.loads((root / "seed0" / "run.json").read_text())
+    assert "trained_as" not in again
+    assert again["prompt_sha256"] == record["prompt_sha256"] and again["test"] == record["test"]
     rows = json.loads((results / "g" / "summary.json").read_text())
     assert [(r["config"], r["n_seeds"]) for r in rows] == [("pt-n8", 1)]
     grid = rows[0]["grid"]

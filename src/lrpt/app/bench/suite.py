@@ -44,7 +44,12 @@ entries on that task. ``grid_from = "NAME"`` trains at the point entry ``NAME``'
 the same task, with no grid runs of its own (e.g. a longer budget at the tuned rate). Grid runs
 come before every other run of their stage; a run whose grid
 is not complete waits (it is reported as waiting and retried on the next invocation). The
-summaries list every point's validation score and the choice.
+summaries list every point's validation score and the choice. The tested run on the grid's seed
+at the chosen point trains exactly what that grid run trained (same settings but for the test
+evaluation, bit for bit): when the grid run's ``checkpoint.pt`` is on disk, it is copied to the
+tested run, which resumes at its last step and only evaluates (its ``run.json`` names the grid
+run in ``trained_as``); without it (e.g. a fresh clone: checkpoints are not committed) the run
+trains from the start and ends with the same prompt.
 
 Per-run measurements: ``sec_per_step`` is the trainer's ``train_seconds / steps`` (optimizer
 steps only, summed over resumed attempts); ``peak_rss_mb`` is the peak resident set size of the
@@ -65,6 +70,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -78,8 +84,9 @@ from typing import Any
 from lrpt.app.bench import claims as bench_claims
 from lrpt.app.cli.flags import check_method_options, option_types
 from lrpt.app.spec import RunSpec, sections_from_settings
+from lrpt.app.training.loop import CHECKPOINT
 from lrpt.artifact.schema import TENSORS_NAME
-from lrpt.fileio import atomic_write_bytes, atomic_write_text
+from lrpt.fileio import atomic_write, atomic_write_bytes, atomic_write_text
 
 SUITES_DIR = Path("bench/suites")
 RESULTS_DIR = Path("bench/results")
@@ -502,8 +509,12 @@ def run_suite(
             continue
         if settled is not run:
             log(f"{step}: the grid chose {_point_text(settled, run)}")
-        log(f"{step}: training ({run.method})")
-        record = train_run(suite.name, settled, out)
+        source = trained_as(suite, settled, root)
+        if source is not None:
+            log(f"{step}: trained as {source.relative_to(root)}: its checkpoint is tested")
+        else:
+            log(f"{step}: training ({run.method})")
+        record = train_run(suite.name, settled, out, source)
         if record is None:
             log(f"{step}: FAILED ({last_line(out / TRAIN_LOG)}); log: {out / TRAIN_LOG}")
             failed.append(run.id)
@@ -576,6 +587,25 @@ def grid_choice(suite: Suite, run: SuiteRun, root: Path) -> dict[str, Any] | Non
     return {"group": grid.group, "seed": seed, "points": points, "chosen": chosen}
 
 
+def trained_as(suite: Suite, run: SuiteRun, root: Path) -> Path | None:
+    """The directory of the finished grid run that trained exactly ``run`` (settled: at its
+    chosen point; the same settings but ``evaluate_test``), if its checkpoint is on disk."""
+    if run.selects or run.grid is None or not run.grid.own:
+        return None
+
+    def trains(r: SuiteRun) -> dict[str, Any]:
+        settings = r.settings()
+        settings["training"] = {k: v for k, v in r.training.items() if k != "evaluate_test"}
+        return settings
+
+    for member in suite.runs:
+        if member.selects and member.config == run.config and trains(member) == trains(run):
+            done = finished_record(member, root / member.id) is not None
+            if done and (root / member.id / CHECKPOINT).is_file():
+                return root / member.id
+    return None
+
+
 def last_line(path: Path) -> str:
     """The last non-empty line of a text file (a failed child's error message)."""
     lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
@@ -602,9 +632,18 @@ def finished_record(run: SuiteRun, out: Path) -> dict[str, Any] | None:
     return record
 
 
-def train_run(suite: str, run: SuiteRun, out: Path) -> dict[str, Any] | None:
-    """Train ``run`` in a child process into ``out``; → its record (also ``run.json``) or None."""
+def train_run(
+    suite: str, run: SuiteRun, out: Path, source: Path | None = None
+) -> dict[str, Any] | None:
+    """Train ``run`` in a child process into ``out``; → its record (also ``run.json``) or None.
+
+    ``source``: the directory of a grid run that trained exactly ``run`` (:func:`trained_as`);
+    its checkpoint is copied to ``out`` (unless ``out`` has one), so the child resumes at the last
+    step and only evaluates. The record's ``peak_rss_mb`` and ``wall_seconds`` then cover both
+    processes (the larger peak, the summed time)."""
     out.mkdir(parents=True, exist_ok=True)
+    if source is not None and not (out / CHECKPOINT).is_file():
+        atomic_write(out / CHECKPOINT, lambda tmp: shutil.copyfile(source / CHECKPOINT, tmp))
     spec_file = atomic_write_text(out / RUN_SPEC, json.dumps(run.spec(out).to_dict(), indent=2))
     command = [
         sys.executable,
@@ -623,6 +662,12 @@ def train_run(suite: str, run: SuiteRun, out: Path) -> dict[str, Any] | None:
     record = run_record(suite, run, results, prompt_bytes(out / "prompt"), peak_rss_mb)
     record["prompt_sha256"] = prompt_sha256(out / "prompt")
     record["wall_seconds"] = round(time.perf_counter() - start, 1)
+    if source is not None:
+        grid = json.loads((source / RUN_RECORD).read_text(encoding="utf-8"))
+        record["trained_as"] = grid["id"]
+        record["wall_seconds"] = round(record["wall_seconds"] + grid["wall_seconds"], 1)
+        peaks = [v for v in (record["peak_rss_mb"], grid.get("peak_rss_mb")) if v is not None]
+        record["peak_rss_mb"] = max(peaks, default=None)
     atomic_write_text(out / RUN_RECORD, json.dumps(record, indent=2) + "\n")
     return record
 

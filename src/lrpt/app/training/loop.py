@@ -320,9 +320,11 @@ def run_identity(run: Run) -> dict[str, Any]:
     """What must match for ``--resume`` to continue a run (JSON-able)."""
     cfg = dataclasses.asdict(run.cfg)
     # may change between attempts (checkpointing and the prefix path change memory and speed;
-    # the numbers only within float rounding)
-    for free in ("checkpoint_every", "eval_batch_size", "gradient_checkpointing", "share_prefix"):
-        cfg.pop(free)
+    # the numbers only within float rounding; the test settings only what is evaluated after
+    # the last step: a run trained without a test can be finished with one)
+    free = ("checkpoint_every", "eval_batch_size", "gradient_checkpointing", "share_prefix")
+    for key in (*free, "evaluate_test", "max_test_examples"):
+        cfg.pop(key)
     identity = {
         "method": run.pm.method.key,
         "config": dataclasses.asdict(run.pm.method.config),
