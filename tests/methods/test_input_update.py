@@ -8,6 +8,7 @@ import torch
 from conftest import tiny
 
 import lrpt
+from lrpt.methods.blocks import rows_at
 from lrpt.model import IGNORE
 
 SHORT, LONG = "a quiet film", "loud and very long, longer than the other one"
@@ -94,8 +95,6 @@ def test_rows_at_gradient_is_bit_for_bit() -> None:
     backward passes give the same bits, and those of torch's deterministic mode. Advanced
     indexing (``update[index]``) gave a different sum almost every time at these sizes (EPT's
     m = 256 on a 576-wide model, a batch of 16 inputs of 190 tokens)."""
-    from lrpt.methods.blocks import rows_at
-
     g = torch.Generator().manual_seed(0)
     positions = torch.randint(-1, 300, (16, 190), generator=g)
     upstream = torch.randn(16, 190, 576, generator=g)
