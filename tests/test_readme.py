@@ -48,3 +48,17 @@ def test_suite_tables_are_the_committed_summaries() -> None:
         table = module.summary_table(suite)
         assert table is not None, f"bench/results/{suite}/summary.md is not committed"
         assert _block(f"{suite}-table") == table, f"{suite}: run python {script.name}"
+
+
+def test_suite_prose_is_rendered_from_the_committed_results() -> None:
+    """Each ``<!-- SUITE-prose -->`` block is its template with every field filled now."""
+    script = ROOT / "scripts" / "readme_tables.py"
+    spec = importlib.util.spec_from_file_location("readme_tables", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    templates = sorted((ROOT / "bench" / "prose").glob("*.md"))
+    assert templates, "bench/prose/ has no templates"
+    for template in templates:
+        assert _block(f"{template.stem}-prose") == module.suite_prose(template.stem), (
+            f"{template.stem}: run python {script.name}"
+        )
