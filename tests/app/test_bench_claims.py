@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lrpt.app.bench.claims import Claim, evaluate, markdown, parse_claims
+from lrpt.app.bench.claims import Claim, evaluate, markdown, parse_claims, ratio_text
 from lrpt.app.bench.suite import load_suite
 
 CONFIGS = {"ulpt", "pt", "pt-n3"}
@@ -104,3 +104,14 @@ def test_paper_suite_claims_name_its_configs() -> None:
     assert all({c.config, c.baseline} <= names for c in suite.claims)
     ulpt = next(c for c in suite.claims if c.measure == "trainable_params")
     assert (ulpt.config, ulpt.baseline, ulpt.at_most) == ("ulpt-n100-r2", "pt-n100", 0.03)
+
+
+def test_a_ratio_that_rounds_onto_its_bound_keeps_the_digits_that_decide() -> None:
+    """EPT against DePT on MR: 0.830 and 0.8303 give 0.9996, a fail that 3 decimals read 1.000."""
+    claim = Claim("beats", "ept", "dept", at_least=1.0)
+    rows = [row("mr", "dept", [0.824, 0.835, 0.832]), row("mr", "ept", [0.838, 0.826, 0.826])]
+    (result,) = evaluate([claim], rows, {"ept": 3, "dept": 3})
+    assert (ratio_text(result), result["holds"]) == ("0.9996", False)
+    assert markdown([result])[-1].endswith("| 0.9996 (need ≥ 1) | fails |")
+    assert ratio_text(result | {"ratio": 1.0}) == "1.000"  # exactly on the bound: holds
+    assert ratio_text(result | {"ratio": 0.975}) == "0.975"

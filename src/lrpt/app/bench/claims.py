@@ -122,6 +122,7 @@ def evaluate(
                     "reference_std": reference_std,
                     "ratio": ratio,
                     "bound": claim.bound,
+                    "limit": claim.at_least if claim.at_least is not None else claim.at_most,
                     "holds": None if ratio is None else claim.holds(ratio),
                     "n_seeds": n_seeds,
                     "planned_seeds": min(planned[claim.config], planned[claim.baseline]),
@@ -156,6 +157,18 @@ def provisional(result: dict[str, Any]) -> bool:
     return result["n_seeds"] < result["planned_seeds"] and result["measure"] != "trainable_params"
 
 
+def ratio_text(result: dict[str, Any]) -> str:
+    """The ratio to 3 decimals, or more where 3 would round it onto its bound (0.9996 against
+    ≥ 1 reads ``0.9996``, not ``1.000`` beside ``fails``); ``—`` without a ratio."""
+    ratio, limit = result["ratio"], result["limit"]
+    if ratio is None:
+        return "—"
+    digits = 3
+    while digits < 6 and ratio != limit and round(ratio, digits) == limit:
+        digits += 1
+    return f"{ratio:.{digits}f}"
+
+
 def _std(values: list[float]) -> float | None:
     return statistics.stdev(values) if len(values) > 1 else None
 
@@ -181,7 +194,7 @@ def markdown(results: list[dict[str, Any]]) -> list[str]:
     ]
     for r in results:
         verdict = {True: "holds", False: "fails", None: "n/a (baseline ≤ 0)"}[r["holds"]]
-        ratio = "—" if r["ratio"] is None else f"{r['ratio']:.3f}"
+        ratio = ratio_text(r)
         if provisional(r):
             verdict += f"* ({r['n_seeds']} seed{'s' if r['n_seeds'] > 1 else ''})"
         lines.append(

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lrpt.app.bench.claims import provisional
+from lrpt.app.bench.claims import provisional, ratio_text
 
 ClaimKey = tuple[str, str, str, str]  # (config, baseline, measure, task)
 
@@ -41,7 +41,7 @@ def _verdict(result: dict[str, Any] | None) -> str:
     if result["ratio"] is None:
         return "n/a (baseline ≤ 0)"
     word = "holds" if result["holds"] else "fails"
-    return f"{result['ratio']:.3f} {word}{'*' if provisional(result) else ''}"
+    return f"{ratio_text(result)} {word}{'*' if provisional(result) else ''}"
 
 
 def moved(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> str:

@@ -187,7 +187,7 @@ def _claim(found: Results, task: str, config: str, baseline: str, measure: str, 
             seeds = ""
             if bench_claims.provisional(r):
                 seeds = f"; {r['n_seeds']} of {r['planned_seeds']} seeds"
-            return f"{word} ({r['ratio']:.3f}, need {r['bound']}{seeds})"
+            return f"{word} ({bench_claims.ratio_text(r)}, need {r['bound']}{seeds})"
     return PENDING
 
 
