@@ -140,7 +140,7 @@ def _compare(
         if value is None or reference is None:
             return None
         return value, None, reference, None, min(ours["n_seeds"], base["n_seeds"])
-    mine, theirs = _by_seed(ours), _by_seed(base)
+    mine, theirs = by_seed(ours), by_seed(base)
     seeds = sorted(mine.keys() & theirs.keys())
     if not seeds:
         return None
@@ -148,7 +148,8 @@ def _compare(
     return statistics.fmean(a), _std(a), statistics.fmean(b), _std(b), len(seeds)
 
 
-def _by_seed(row: dict[str, Any]) -> dict[int, float]:
+def by_seed(row: dict[str, Any]) -> dict[int, float]:
+    """A summary row's test values by seed, leaving out seeds without one."""
     return {s: v for s, v in zip(row["seeds"], row["values"], strict=True) if v is not None}
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,12 +96,12 @@ def render(
     return FIELD.sub(fill, template)
 
 
-def _field(text: str, default: str, results: Any) -> str:
+def _field(text: str, default: str, results: Callable[[str], Results]) -> str:
     words = text.split()
     name = default
     if words and ":" in words[0]:
         name, words[0] = words[0].split(":", 1)
-    found: Results = results(name)
+    found = results(name)
     if not words or words[0].count("/") != 1:
         raise ValueError(f"{{{{{text}}}}}: expected TASK/CONFIG first, e.g. mr/pt-n100")
     task, config = words[0].split("/")
@@ -145,19 +146,16 @@ def _single(found: Results, task: str, config: str, what: str, text: str) -> str
     if what == "zero_shot":
         return PENDING if row["zero_shot"] is None else f"{row['zero_shot']:.3f}"
     if what == "seeds":
-        pairs = [(s, v) for s, v in zip(row["seeds"], row["values"], strict=True) if v is not None]
-        return f"{_and([f'{v:.3f}' for _, v in pairs])} on {_seeds([s for s, _ in pairs])}"
+        values = bench_claims.by_seed(row)
+        return f"{_and([f'{v:.3f}' for v in values.values()])} on {_seeds(list(values))}"
     out = f"{row['mean']:.3f}"
     if what == "score" and row["std"] is not None:
         out += f" ± {row['std']:.3f}"
-    finished, planned = sum(v is not None for v in row["values"]), _planned(found, config)
+    finished = len(bench_claims.by_seed(row))
+    planned = found.suite.planned_seeds()[config]
     if what == "score" and finished < planned:
         out += f" ({finished} of {planned} seeds)"
     return out
-
-
-def _planned(found: Results, config: str) -> int:
-    return found.suite.planned_seeds()[config]
 
 
 def _check_config(found: Results, task: str, config: str, text: str) -> None:
@@ -193,12 +191,8 @@ def _claim(found: Results, task: str, config: str, baseline: str, measure: str, 
 
 def _paired(row: dict[str, Any], base: dict[str, Any]) -> list[tuple[int, float, float]]:
     """(seed, value, baseline value) for each seed both rows have a test value on."""
-    theirs = {s: v for s, v in zip(base["seeds"], base["values"], strict=True) if v is not None}
-    return [
-        (seed, value, theirs[seed])
-        for seed, value in zip(row["seeds"], row["values"], strict=True)
-        if value is not None and seed in theirs
-    ]
+    mine, theirs = bench_claims.by_seed(row), bench_claims.by_seed(base)
+    return [(seed, value, theirs[seed]) for seed, value in mine.items() if seed in theirs]
 
 
 def _ratio(row: dict[str, Any] | None, base: dict[str, Any] | None) -> str:
