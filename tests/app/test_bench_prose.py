@@ -90,3 +90,40 @@ def test_a_field_naming_what_the_suite_lacks_is_an_error(field: str, error: str)
     with pytest.raises(ValueError, match=r"^line 2: ") as caught:
         paper(f"first line\nsecond {field}")
     assert error in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [
+        ("{{mr/ulpt-n100-r2 seed0}}", "0.737"),
+        ("{{mr/ulpt-n100-r2 ratio pt-n100 seed1}}", "0.979"),
+        ("{{mr/ulpt-n100-r2 seed0 curve}}", "0.695, 0.755 and 0.770 at steps 50, 100 and 150"),
+        ("{{mr/ulpt-n100-r2 seed0 loss}}", "0.60 → 0.50"),
+        ("{{mr/ept-s61-r27 seed0 loss}}", "0.74 → 0.69"),
+        ("{{quick:mr/ulpt-n100-r2}}", "0.738"),
+    ],
+)
+def test_one_seeds_fields_pinned_on_the_paper_suite(field: str, text: str) -> None:
+    assert paper(field) == text
+
+
+@pytest.mark.parametrize(
+    ("field", "error"),
+    [
+        ("{{mr/ulpt-n100-r2 seed5}}", "does not run 'ulpt-n100-r2' with seed 5"),
+        ("{{mr/ulpt-n100-r2 seed0 grid}}", "expected TASK/CONFIG seedN"),
+        ("{{mr/ulpt-n100-r2 seed0 seed1}}", "expected TASK/CONFIG seedN"),
+        ("{{mr/ulpt-n100-r2 ratio nope seed0}}", "has no configuration 'nope'"),
+    ],
+)
+def test_bad_seed_fields_name_the_field(field: str, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        paper(f"x\n{field}")
+
+
+def test_a_seed_not_finished_reads_pending(tmp_path: Path) -> None:
+    root = tmp_path / "paper"
+    shutil.copytree(RESULTS / "paper" / "mr" / "pt-n100", root / "mr" / "pt-n100")
+    shutil.rmtree(root / "mr" / "pt-n100" / "seed1")
+    assert paper("{{mr/pt-n100 seed1 curve}}", root) == "(pending)"
+    assert paper("{{mr/pt-n100 seed0 loss}}", root) == "0.46 → 0.36"

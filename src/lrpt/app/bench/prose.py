@@ -16,13 +16,20 @@ each field from the suite's committed ``summary.json``, its claims and its runs'
     {{mr/ulpt-n100-r2 ratio pt-n100}} 0.975            mean over the seeds both finished, as a ratio
     {{mr/ulpt-n100-r2 / pt-n100}}     **holds** (0.975, need ≥ 0.97)   the suite's claim
     {{mr/ulpt-n100-r2 / pt-n100 trainable_params}}   the claim on another measure
+    {{mr/ulpt-n100-r2 seed0}}         0.798            one seed's test score
+    {{mr/ulpt-n100-r2 ratio pt-n100 seed0}}  0.959     one seed's ratio
+    {{mr/ulpt-n100-r2 seed0 curve}}   0.850, 0.795 and 0.855 at steps 50, 100 and 150
+    {{mr/ulpt-n100-r2 seed0 loss}}    0.61 → 0.38      training loss, mean of the first and
+                                                       last 15 steps
     {{paper:mr/ulpt-n100-r2}}         any field, from another suite's committed results
 
-``grid`` lists validation scores of seed 0's grid runs (the selection's evidence); ``vs``
-compares test scores seed by seed (a difference under half a point is "level"). A claim's
-verdict is marked with the seeds it rests on while fewer than planned. A field whose runs have
-not finished reads ``(pending)``, so a template can be written before its results; a field that
-names an unknown configuration, task, field or claim is an error, with its line.
+``curve`` is one seed's validation history (the metric at each evaluation), ``loss`` its
+training loss at the start and the end of training. ``grid`` lists validation scores of seed 0's
+grid runs (the selection's evidence); ``vs`` compares test scores seed by seed (a difference
+under half a point is "level"). A claim's verdict is marked with the seeds it rests on while
+fewer than planned. A field whose runs have not finished reads ``(pending)``, so a template can
+be written before its results; a field that names an unknown configuration, task, field or
+claim is an error, with its line.
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ PENDING = "(pending)"
 FIELD = re.compile(r"\{\{(.*?)\}\}", re.S)  # a field may wrap across lines
 LEVEL = 0.005  # a per-seed difference below half a point of the metric is "level"
 FIELDS = ("mean", "seeds", "rates", "grid", "params", "zero_shot")
+SEED_FIELDS = ("score", "curve", "loss")  # the fields a ``seedN`` word may qualify
+SEED = re.compile(r"seed(\d+)")
+LOSS_WINDOW = 15  # ``loss`` averages this many steps at each end
 
 
 @dataclass
@@ -49,6 +59,7 @@ class Results:
     """What a suite's committed results say: its summary rows, claims, rates and grids."""
 
     suite: bench_suite.Suite
+    root: Path
     rows: dict[tuple[str, str], dict[str, Any]]
     claims: list[dict[str, Any]]
     rates: dict[tuple[str, str], str]
@@ -60,6 +71,7 @@ class Results:
         rows = json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else []
         return cls(
             suite,
+            root,
             {(r["task"], r["config"]): r for r in rows},
             bench_claims.evaluate(suite.claims, rows, suite.planned_seeds()),
             bench_suite.rates(suite, root),
@@ -106,6 +118,10 @@ def _field(text: str, default: str, results: Callable[[str], Results]) -> str:
         raise ValueError(f"{{{{{text}}}}}: expected TASK/CONFIG first, e.g. mr/pt-n100")
     task, config = words[0].split("/")
     _check_config(found, task, config, text)
+    seeds = [int(m.group(1)) for w in words[1:] if (m := SEED.fullmatch(w))]
+    if seeds:
+        words = [w for w in words if not SEED.fullmatch(w)]
+        return _one_seed(found, task, config, seeds[0], words[1:], len(seeds), text)
     if len(words) >= 3 and words[1] in ("/", "vs", "ratio"):
         _check_config(found, task, words[2], text)
         filled = _pair(found, task, config, words[1:], text)
@@ -130,6 +146,47 @@ def _pair(found: Results, task: str, config: str, words: list[str], text: str) -
         measure = words[2] if len(words) == 3 else "mean"
         return _claim(found, task, config, words[1], measure, text)
     return None
+
+
+def _one_seed(
+    found: Results, task: str, config: str, seed: int, words: list[str], count: int, text: str
+) -> str:
+    """A field qualified by ``seedN``: its test score, ``ratio BASELINE``, ``curve`` or ``loss``."""
+    plain = not words or (len(words) == 1 and words[0] in SEED_FIELDS)
+    ratio = len(words) == 2 and words[0] == "ratio"
+    if count > 1 or not (plain or ratio):
+        raise ValueError(f"{{{{{text}}}}}: expected TASK/CONFIG seedN [{' | '.join(SEED_FIELDS)}]"
+                         " or TASK/CONFIG ratio BASELINE seedN")  # fmt: skip
+    if not any(
+        (r.config, r.task_name, r.seed) == (config, task, seed) and not r.selects
+        for r in found.suite.runs
+    ):
+        raise ValueError(f"{{{{{text}}}}}: suite {found.suite.name!r} does not run {config!r} "
+                         f"with seed {seed}")  # fmt: skip
+    if ratio:
+        _check_config(found, task, words[1], text)
+        rows = found.rows.get((task, config)), found.rows.get((task, words[1]))
+        values = [None if r is None else bench_claims.by_seed(r).get(seed) for r in rows]
+        if values[0] is None or values[1] is None:
+            return PENDING
+        return f"{values[0] / values[1]:.3f}"
+    what = words[0] if words else "score"
+    path = found.root / task / config / f"seed{seed}" / "results.json"
+    if not path.is_file():
+        return PENDING
+    result = json.loads(path.read_text(encoding="utf-8"))
+    metric = result["best_validation"]["metric"]
+    if what == "score":
+        return f"{result['test'][metric]:.3f}"
+    if what == "curve":
+        history = result["validation_history"]
+        return (
+            f"{_and([f'{h[metric]:.3f}' for h in history])} at step"
+            f"{'s' if len(history) > 1 else ''} {_and([str(h['step']) for h in history])}"
+        )
+    loss = result["train_loss"]
+    start, end = loss[:LOSS_WINDOW], loss[-LOSS_WINDOW:]
+    return f"{statistics.fmean(start):.2f} → {statistics.fmean(end):.2f}"
 
 
 def _single(found: Results, task: str, config: str, what: str, text: str) -> str:
