@@ -118,10 +118,11 @@ def _field(text: str, default: str, results: Callable[[str], Results]) -> str:
         raise ValueError(f"{{{{{text}}}}}: expected TASK/CONFIG first, e.g. mr/pt-n100")
     task, config = words[0].split("/")
     _check_config(found, task, config, text)
-    seeds = [int(m.group(1)) for w in words[1:] if (m := SEED.fullmatch(w))]
-    if seeds:
-        words = [w for w in words if not SEED.fullmatch(w)]
-        return _one_seed(found, task, config, seeds[0], words[1:], len(seeds), text)
+    seed = next((m for w in words[1:] if (m := SEED.fullmatch(w))), None)
+    if seed is not None:
+        rest = words[1:]
+        rest.remove(seed.group(0))  # a second seedN stays and is refused below
+        return _one_seed(found, task, config, int(seed.group(1)), rest, text)
     if len(words) >= 3 and words[1] in ("/", "vs", "ratio"):
         _check_config(found, task, words[2], text)
         filled = _pair(found, task, config, words[1:], text)
@@ -149,12 +150,13 @@ def _pair(found: Results, task: str, config: str, words: list[str], text: str) -
 
 
 def _one_seed(
-    found: Results, task: str, config: str, seed: int, words: list[str], count: int, text: str
+    found: Results, task: str, config: str, seed: int, words: list[str], text: str
 ) -> str:
-    """A field qualified by ``seedN``: its test score, ``ratio BASELINE``, ``curve`` or ``loss``."""
+    """A field qualified by ``seedN``: its test score, ``ratio BASELINE``, ``curve`` or ``loss``
+    (the scores from the summary, as every other field; the history from the run's results)."""
     plain = not words or (len(words) == 1 and words[0] in SEED_FIELDS)
     ratio = len(words) == 2 and words[0] == "ratio"
-    if count > 1 or not (plain or ratio):
+    if not (plain or ratio):
         raise ValueError(f"{{{{{text}}}}}: expected TASK/CONFIG seedN [{' | '.join(SEED_FIELDS)}]"
                          " or TASK/CONFIG ratio BASELINE seedN")  # fmt: skip
     if not any(
@@ -163,21 +165,23 @@ def _one_seed(
     ):
         raise ValueError(f"{{{{{text}}}}}: suite {found.suite.name!r} does not run {config!r} "
                          f"with seed {seed}")  # fmt: skip
-    if ratio:
-        _check_config(found, task, words[1], text)
-        rows = found.rows.get((task, config)), found.rows.get((task, words[1]))
-        values = [None if r is None else bench_claims.by_seed(r).get(seed) for r in rows]
-        if values[0] is None or values[1] is None:
-            return PENDING
-        return f"{values[0] / values[1]:.3f}"
     what = words[0] if words else "score"
+    if ratio or what == "score":
+        configs = [config, words[1]] if ratio else [config]
+        for other in configs[1:]:
+            _check_config(found, task, other, text)
+        rows = [found.rows.get((task, c)) for c in configs]
+        values = [
+            bench_claims.by_seed(r)[seed] for r in rows if r and seed in bench_claims.by_seed(r)
+        ]
+        if len(values) < len(configs):
+            return PENDING
+        return f"{values[0] / values[1]:.3f}" if ratio else f"{values[0]:.3f}"
     path = found.root / task / config / f"seed{seed}" / "results.json"
     if not path.is_file():
         return PENDING
     result = json.loads(path.read_text(encoding="utf-8"))
     metric = result["best_validation"]["metric"]
-    if what == "score":
-        return f"{result['test'][metric]:.3f}"
     if what == "curve":
         history = result["validation_history"]
         return (
