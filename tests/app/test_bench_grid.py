@@ -154,6 +154,9 @@ def test_choice_by_validation_alone_and_by_group(tmp_path: Path) -> None:
             finish(root, grid[(config, point)], value, test=1.0 - value)
     assert grid_choice(suite, final["alone"], root)["chosen"] is None  # a point is missing
     assert bench_suite.resolve(suite, final["alone"], root) is None
+    # a group's choice lists each member's score: the count takes each grid run once
+    bench_suite.write_summary(suite, root)
+    assert "Grid runs: 6 of 9 finished." in (root / "summary.md").read_text()
     for config, values in scores.items():
         finish(root, grid[(config, 2)], values[2], test=1.0)
     alone = grid_choice(suite, final["alone"], root)

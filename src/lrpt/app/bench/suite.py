@@ -883,8 +883,15 @@ def grid_selections(suite: Suite, root: Path) -> dict[tuple[str, str], dict[str,
     return selections
 
 
-def _finished_points(choice: dict[str, Any]) -> int:
-    return sum(v is not None for p in choice["points"] for v in p["validation"].values())
+def _finished_points(choice: dict[str, Any], config: str | None = None) -> int:
+    """Finished grid runs in ``choice``: every member's, or only ``config``'s (a group's choice
+    lists all its members' scores at each point, so a count over the group counts each once)."""
+    return sum(
+        v is not None
+        for p in choice["points"]
+        for member, v in p["validation"].items()
+        if config is None or member == config
+    )
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -913,7 +920,9 @@ def markdown(
     ]
     own = {r.config for r in suite.runs if r.selects}  # grid_from entries train no grid
     if grids:
-        finished = sum(_finished_points(g) for (_, config), g in grids.items() if config in own)
+        finished = sum(
+            _finished_points(g, config) for (_, config), g in grids.items() if config in own
+        )
         lines[-1] += f" Grid runs: {finished} of {len(suite.runs) - len(tested)} finished."
     for text in sorted(machines):
         m = json.loads(text)
