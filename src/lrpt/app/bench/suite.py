@@ -821,7 +821,7 @@ def write_summary(suite: Suite, root: Path) -> list[dict[str, Any]]:
     for row in rows:
         if (row["task"], row["config"]) in grids:
             row["grid"] = grids[(row["task"], row["config"])]
-    if not rows and not any(_finished_points(g) for g in grids.values()):
+    if not rows and not any(_finished_points(g, c) for (_, c), g in grids.items()):
         return rows
     text = markdown(suite, rows, records, grids, comparison(suite, root, rows))
     atomic_write_text(root / "summary.json", json.dumps(rows, indent=2) + "\n")
@@ -883,15 +883,10 @@ def grid_selections(suite: Suite, root: Path) -> dict[tuple[str, str], dict[str,
     return selections
 
 
-def _finished_points(choice: dict[str, Any], config: str | None = None) -> int:
-    """Finished grid runs in ``choice``: every member's, or only ``config``'s (a group's choice
-    lists all its members' scores at each point, so a count over the group counts each once)."""
-    return sum(
-        v is not None
-        for p in choice["points"]
-        for member, v in p["validation"].items()
-        if config is None or member == config
-    )
+def _finished_points(choice: dict[str, Any], config: str) -> int:
+    """``config``'s finished grid runs in ``choice`` (a group's choice lists every member's
+    score at each point: counting only its own counts each run once over the group)."""
+    return sum(p["validation"].get(config) is not None for p in choice["points"])
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
