@@ -1,14 +1,18 @@
-"""Shared fixtures: tiny seeded models (built once per session) and their input encoder."""
+"""Shared fixtures: tiny seeded models (built once per session), their input encoder, and methods
+built on them."""
 
 from __future__ import annotations
 
 import copy
 import functools
+from typing import Any
 
 import pytest
 import torch
 
 import lrpt
+from lrpt.methods import InitContext
+from lrpt.methods.base import PromptMethod
 from lrpt.model import InputEncoder
 
 TINY = {"causal": "tiny-llama", "seq2seq": "tiny-t5", "encoder": "tiny-bert"}
@@ -49,6 +53,51 @@ def tiny_encoder() -> InputEncoder:
     """The tiny BERT as a frozen input encoder (k = 64)."""
     base = copy.deepcopy(_load("tiny-bert", "base"))
     return InputEncoder(base.model, base.tokenizer)
+
+
+def _encoder_for(key: str) -> InputEncoder | None:
+    """The tiny input encoder for an instance-dependent method, ``None`` for a static one."""
+    return None if lrpt.METHODS[key].static else tiny_encoder()
+
+
+def tiny_method(key: str, seed: int = 0, **options: Any) -> PromptMethod:
+    """Method ``key`` (config from ``options``) built for the tiny causal model, init seed
+    ``seed``."""
+    loaded = tiny("causal")
+    return lrpt.build_method(
+        key, loaded.model, loaded.tokenizer, encoder=_encoder_for(key), seed=seed, **options
+    )
+
+
+def init_context(seed: int = 0) -> InitContext:
+    """What a method built for the tiny causal model with init seed ``seed`` initialises from."""
+    loaded = tiny("causal")
+    return InitContext(
+        embedding=loaded.model.get_input_embeddings(),
+        generator=torch.Generator().manual_seed(seed),
+        tokenizer=loaded.tokenizer,
+    )
+
+
+def tiny_prompted(
+    key: str, family: str = "causal", seed: int = 0, **options: Any
+) -> lrpt.PromptedModel:
+    """Method ``key`` (config from ``options``) on a fresh tiny model of ``family``, init seed
+    ``seed``."""
+    loaded = tiny(family)
+    return lrpt.prompt_model(
+        key, loaded.model, loaded.tokenizer, encoder=_encoder_for(key), seed=seed, **options
+    )
+
+
+def randomise(module: torch.nn.Module, seed: int = 0) -> torch.Generator:
+    """Every parameter of ``module`` drawn anew from N(0, 1) (off any special init, so a formula
+    by hand sees every term); returns the seeded generator, for more draws."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in module.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator))
+    return generator
 
 
 @pytest.fixture

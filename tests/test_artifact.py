@@ -363,24 +363,19 @@ def test_wrong_init_seed_is_refused_at_save(tmp_path) -> None:
 
 
 # --------------------------------------------------------------------------- bad input
-def test_truncated_safetensors(pt_artifact, capsys) -> None:
-    file = pt_artifact / "prompt.safetensors"
-    file.write_bytes(file.read_bytes()[:-10])
-    fails(CorruptArtifact, pt_artifact, "prompt.safetensors", "is not a readable safetensors file")
-    cli_fails(capsys, ["inspect", str(pt_artifact)], "is not a readable safetensors file")
-
-
-def test_empty_safetensors(pt_artifact, capsys) -> None:
-    (pt_artifact / "prompt.safetensors").write_bytes(b"")
-    fails(CorruptArtifact, pt_artifact, "not a readable safetensors file (0 bytes)")
-    cli_fails(capsys, ["inspect", str(pt_artifact)], "(0 bytes)")
-
-
-def test_invalid_json(pt_artifact, capsys) -> None:
-    file = pt_artifact / "prompt.json"
-    file.write_text(file.read_text()[:-20])
-    fails(CorruptArtifact, pt_artifact, "prompt.json", "is not valid JSON")
-    cli_fails(capsys, ["inspect", str(pt_artifact)], "is not valid JSON")
+@pytest.mark.parametrize(
+    ("name", "damage", "message"),
+    [("prompt.safetensors", lambda data: data[:-10], "is not a readable safetensors file"),
+     ("prompt.safetensors", lambda data: b"", "is not a readable safetensors file (0 bytes)"),
+     ("prompt.json", lambda data: data[:-20], "is not valid JSON")],
+    ids=["truncated-safetensors", "empty-safetensors", "invalid-json"],
+)  # fmt: skip
+def test_damaged_file(pt_artifact, capsys, name: str, damage, message: str) -> None:
+    """Loading and ``lrpt inspect`` both name the damaged file and what is wrong with it."""
+    file = pt_artifact / name
+    file.write_bytes(damage(file.read_bytes()))
+    fails(CorruptArtifact, pt_artifact, name, message)
+    cli_fails(capsys, ["inspect", str(pt_artifact)], name, message)
 
 
 def test_config_edit_that_changes_a_shape(pt_artifact, capsys) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny
 from test_bank import TASKS, TEXTS, _bank
 
 from lrpt.bank import PromptBank
@@ -122,7 +121,7 @@ def test_prefix_lru_is_bounded_and_exact() -> None:
 def test_prefix_cache_rejects_a_negative_cap() -> None:
     with pytest.raises(ValueError, match="cap must be ≥ 0 bytes, got -1"):
         PrefixCache(-1)
-    assert tiny("causal") is not None
+    assert PrefixCache(0).max_bytes == 0  # the boundary: a cap of 0 bytes is accepted
 
 
 def test_a_static_prompt_as_raw_prompt_embeds() -> None:

@@ -35,29 +35,30 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
     assert entries(tmp_path) == {"state.bin"}
 
 
-def test_atomic_dir_renames_into_place(tmp_path: Path) -> None:
-    target = tmp_path / "out"
-    with atomic_dir(target) as tmp:
-        (tmp / "x").write_text("1")
-        assert not target.exists()
-    assert entries(target) == {"x"}
-    assert entries(tmp_path) == {"out"}
-
-
-def test_atomic_dir_replace_swaps_and_removes_the_old_one(tmp_path: Path) -> None:
+def old_target(tmp_path: Path) -> Path:
+    """``<tmp>/out`` holding one file, ``old``."""
     target = tmp_path / "out"
     target.mkdir()
     (target / "old").write_text("0")
-    with atomic_dir(target, replace=True) as tmp:
+    return target
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "replace"])
+def test_atomic_dir_puts_the_new_content_in_place(tmp_path: Path, existing: bool) -> None:
+    """The target appears (or its old content is swapped out) only when the block ends."""
+    target = old_target(tmp_path) if existing else tmp_path / "out"
+    with atomic_dir(target, replace=existing) as tmp:
         (tmp / "new").write_text("1")
+        if existing:
+            assert entries(target) == {"old"}
+        else:
+            assert not target.exists()
     assert entries(target) == {"new"}
     assert entries(tmp_path) == {"out"}
 
 
 def test_atomic_dir_without_replace_leaves_a_full_target(tmp_path: Path) -> None:
-    target = tmp_path / "out"
-    target.mkdir()
-    (target / "old").write_text("0")
+    target = old_target(tmp_path)
     with pytest.raises(OSError), atomic_dir(target) as tmp:
         (tmp / "new").write_text("1")
     assert entries(target) == {"old"}

@@ -34,10 +34,13 @@ def test_smollm2_mr_train_save_reload(tmp_path: Path) -> None:
     assert results["steps"] == 3
     assert results["task"]["validation_used"] == 64 and results["task"]["test_used"] == 64
     assert results["zero_shot_test"]["accuracy"] > 0.6  # SmolLM2 is ≈ 72 % zero-shot on MR
-    assert 0 <= results["test"]["accuracy"] <= 1  # 3 steps: too few to beat zero-shot
 
     reloaded = load_trained(tmp_path / "run" / "prompt")
     assert reloaded.spec == spec
-    examples = subset(task.test, 64)
+    examples = subset(task.test, 64)  # the test examples the run used
     again = make_objective(reloaded.spec, reloaded.pm.tokenizer, "causal", loaded.model.config)
-    assert predict(reloaded.pm, again, examples) == predict(pm, objective, examples)
+    preds = predict(reloaded.pm, again, examples, batch_size=cfg.eval_batch_size)
+    assert preds == predict(pm, objective, examples, batch_size=cfg.eval_batch_size)
+    # 3 steps are too few to beat zero-shot, so no accuracy is asserted; but the test metrics the
+    # run recorded must be the saved prompt's, recomputed here from its predictions
+    assert spec.metrics(preds, [spec.gold(ex) for ex in examples]) == results["test"]

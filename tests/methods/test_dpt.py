@@ -1,40 +1,17 @@
-"""dpt: P = A B; parameter counts, formula, initialisation, seeds, validation."""
+"""dpt: P = A B; the formula by hand and the two initialisations (the shared checks:
+test_contract.py)."""
 
 from __future__ import annotations
 
+import functools
 import math
 
-import pytest
 import torch
-from conftest import tiny
+from conftest import tiny_method
 
-import lrpt
-from lrpt.accounting import describe
-from lrpt.methods.dpt import NORMAL_STD, DPTConfig
+from lrpt.methods.dpt import NORMAL_STD
 
-
-def build(seed: int = 0, **options):
-    loaded = tiny("causal")
-    return lrpt.build_method("dpt", loaded.model, loaded.tokenizer, seed=seed, **options)
-
-
-@pytest.mark.parametrize(
-    ("model", "d", "rank", "expected"),
-    [
-        ("T5-small", 512, 10, 6_120),
-        ("T5-base", 768, 10, 8_680),
-        ("T5-large", 1024, 10, 11_240),
-        ("T5-base", 768, 64, 55_552),
-    ],
-)
-def test_paper_param_counts(model: str, d: int, rank: int, expected: int) -> None:
-    info = describe("dpt", d, num_tokens=100, rank=rank)
-    assert info["trainable_params"] == expected, model
-    assert info["tensors"] == {"A": [100, rank], "B": [rank, d]}
-
-
-def test_defaults() -> None:
-    assert DPTConfig() == DPTConfig(num_tokens=100, rank=10, init="uniform")
+build = functools.partial(tiny_method, "dpt")
 
 
 def test_materialise_is_a_times_b() -> None:
@@ -47,6 +24,7 @@ def test_materialise_is_a_times_b() -> None:
 
 
 def test_uniform_init_range() -> None:
+    """The default init (the reference code's): every entry U(−0.5, 0.5)."""
     method = build()
     for param in (method.A.detach(), method.B.detach()):
         assert float(param.min()) >= -0.5 and float(param.max()) < 0.5
@@ -59,34 +37,3 @@ def test_normal_init_std() -> None:
     assert abs(float(values.mean())) < 0.03
     assert abs(float(values.std()) - NORMAL_STD) < 0.02
     assert float(values.abs().max()) > 0.5  # not the bounded uniform
-
-
-def test_same_seed_is_bit_identical_and_global_rng_untouched() -> None:
-    torch.manual_seed(1)
-    first = build(seed=5)
-    torch.manual_seed(2)
-    state = torch.get_rng_state()
-    second = build(seed=5)
-    assert torch.equal(state, torch.get_rng_state())
-    assert torch.equal(first.A, second.A) and torch.equal(first.B, second.B)
-    assert not torch.equal(first.A, build(seed=6).A)
-
-
-def test_gradients_reach_both_factors() -> None:
-    method = build(num_tokens=4, rank=2)
-    method.materialise().square().sum().backward()
-    assert method.A.grad is not None and method.B.grad is not None
-
-
-@pytest.mark.parametrize(
-    ("options", "pattern"),
-    [
-        ({"rank": 0}, r"rank .*0"),
-        ({"num_tokens": 0}, r"num_tokens .*0"),
-        ({"num_tokens": -3}, r"num_tokens .*-3"),
-        ({"init": "gaussian"}, r"init .*'gaussian'"),
-    ],
-)
-def test_validation(options: dict, pattern: str) -> None:
-    with pytest.raises(ValueError, match=pattern):
-        DPTConfig(**options)

@@ -1,20 +1,20 @@
 """ept: parameter counts, the SVD decomposition, fusion and multi-space by hand, the ablation
-switches (all off = dept), two learning rates."""
+switches (all off = dept), two learning rates (the shared checks: test_contract.py)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
-from conftest import tiny
+from conftest import init_context, tiny, tiny_method
 from torch.nn import functional as F
 
 import lrpt
 from lrpt.accounting import describe
 from lrpt.methods import InitContext
 from lrpt.methods.blocks import svd_factors, vocab_init
-from lrpt.methods.dept import DePT
 from lrpt.methods.ept import EPT, EPTConfig
 
 OFF = {"fusion": False, "multi_space": False, "decomposition": False}
@@ -65,16 +65,13 @@ def test_switches_change_counts_exactly() -> None:
     assert off["tensors"] == dept["tensors"]
 
 
-def _built(key: str = "ept", seed: int = 0, **options) -> DePT:
-    loaded = tiny("causal")
-    return lrpt.build_method(key, loaded.model, loaded.tokenizer, seed=seed, **options)
+def _built(key: str = "ept", seed: int = 0, **options) -> Any:
+    """``key`` (ept by default) on the tiny model; Any: the tests read its own attributes."""
+    return tiny_method(key, seed, **options)
 
 
 def _long_prompt(seed: int, length: int) -> torch.Tensor:
-    loaded = tiny("causal")
-    ctx = InitContext(loaded.model.get_input_embeddings(), torch.Generator().manual_seed(seed),
-                      loaded.tokenizer)  # fmt: skip
-    return vocab_init(ctx, length)
+    return vocab_init(init_context(seed), length)
 
 
 def _svd(seed: int, length: int, rows: int, rank: int):
@@ -231,17 +228,6 @@ def test_decomposition_off_inits_like_dept() -> None:
     assert torch.equal(ept.update_matrix(), expected)
 
 
-def test_same_seed_same_tensors_bit_for_bit() -> None:
-    torch.manual_seed(1)
-    first = _built(seed=3).state_dict()
-    torch.manual_seed(2)
-    second = _built(seed=3).state_dict()
-    other = _built(seed=4).state_dict()
-    assert all(torch.equal(first[k], second[k]) for k in first)
-    drawn = [k for k in first if k not in ("expert_out", "expert_out_bias")]  # zero at start
-    assert all(not torch.equal(first[k], other[k]) for k in drawn)
-
-
 def test_param_groups() -> None:
     method = _built(lowrank_lr=1e-4)
     groups = method.param_groups(0.4)
@@ -272,26 +258,6 @@ def test_zero_output_layer_gradients() -> None:
     grads = _gradients()
     silent = {"expert_in", "expert_in_bias", "gate"}
     assert {name for name, value in grads.items() if value == 0} == silent
-
-
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [({"experts": 0}, "experts must be an integer ≥ 1, got 0"),
-     ({"hidden": -2}, "hidden must be an integer ≥ 1, got -2"),
-     ({"long_tokens": 0}, "long_tokens must be an integer ≥ 1, got 0"),
-     ({"fusion": "yes"}, "fusion must be true or false, got 'yes'"),
-     ({"multi_space": 1}, "multi_space must be true or false, got 1"),
-     ({"alpha": -0.5}, "alpha must be a number ≥ 0, got -0.5"),
-     ({"lowrank_lr": 0}, "lowrank_lr must be a number > 0, got 0"),
-     ({"svd_init": "sigma"}, "svd_init must be one of vectors, sqrt_sigma; got 'sigma'"),
-     ({"expert_init": "zero"}, "expert_init must be one of zero_out, linear; got 'zero'"),
-     ({"num_tokens": 120}, r"num_tokens must be ≤ long_tokens \(100\) .*got 120"),
-     ({"rank": 101}, r"rank must be ≤ min\(long_tokens, max_length\) = 100 .*got 101"),
-     ({"rank": 50, "max_length": 40}, r"= 40 .*got 50")],
-)  # fmt: skip
-def test_validation_names_field_and_value(options: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        EPTConfig(**options)
 
 
 def test_checks_that_only_matter_with_decomposition() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny
+from conftest import tiny_prompted
 
 import lrpt
 from lrpt.methods.blocks import rows_at
@@ -17,8 +17,7 @@ DECODER_IDS = torch.tensor([[0, 40, 50, 60, 70]])  # the same decoder input for 
 
 def _prompted(key: str, family: str, dtype=torch.float32, **options) -> lrpt.PromptedModel:
     """``key`` on the tiny model of ``family`` with non-zero random low-rank tensors."""
-    loaded = tiny(family)
-    pm = lrpt.prompt_model(key, loaded.model, loaded.tokenizer, seed=0, **options)
+    pm = tiny_prompted(key, family, **options)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for param in pm.method.lowrank_parameters():

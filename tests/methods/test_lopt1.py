@@ -1,43 +1,23 @@
-"""lopt1: P = U V with a truncated-SVD init; counts, formula, init, seeds, validation."""
+"""lopt1: P = U V with a truncated-SVD init; the formula, the init, the rank bound (the shared
+checks: test_contract.py)."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
-from conftest import tiny
+from conftest import init_context, tiny_method
 
-import lrpt
 from lrpt.accounting import describe
-from lrpt.methods import InitContext
 from lrpt.methods.blocks import vocab_init
-from lrpt.methods.lopt1 import LoPT1Config
 
-
-def build(seed: int = 0, **options):
-    loaded = tiny("causal")
-    return lrpt.build_method("lopt1", loaded.model, loaded.tokenizer, seed=seed, **options)
+build = functools.partial(tiny_method, "lopt1")
 
 
 def vocab_prompt(seed: int, n: int) -> torch.Tensor:
     """The vocab-initialised prompt the method starts from (the first draw of its generator)."""
-    loaded = tiny("causal")
-    ctx = InitContext(
-        embedding=loaded.model.get_input_embeddings(),
-        generator=torch.Generator().manual_seed(seed),
-        tokenizer=loaded.tokenizer,
-    )
-    return vocab_init(ctx, n)
-
-
-def test_paper_param_count_gpt2_large() -> None:
-    info = describe("lopt1", 1280, num_tokens=20, rank=5)
-    assert info["trainable_params"] == 6_500
-    assert info["tensors"] == {"U": [20, 5], "V": [5, 1280]}
-    assert describe("pt", 1280, num_tokens=20)["trainable_params"] == 25_600  # "factor of 5"
-
-
-def test_defaults() -> None:
-    assert LoPT1Config() == LoPT1Config(num_tokens=20, rank=5)
+    return vocab_init(init_context(seed), n)
 
 
 def test_materialise_is_u_times_v() -> None:
@@ -67,30 +47,6 @@ def test_init_is_best_rank_r_approximation_of_vocab_prompt() -> None:
 def test_full_rank_reproduces_vocab_prompt() -> None:
     method = build(seed=2, num_tokens=6, rank=6)
     torch.testing.assert_close(method.materialise().detach(), vocab_prompt(2, 6), atol=1e-5, rtol=0)
-
-
-def test_same_seed_is_bit_identical_and_global_rng_untouched() -> None:
-    torch.manual_seed(1)
-    first = build(seed=5)
-    torch.manual_seed(2)
-    state = torch.get_rng_state()
-    second = build(seed=5)
-    assert torch.equal(state, torch.get_rng_state())
-    assert torch.equal(first.U, second.U) and torch.equal(first.V, second.V)
-    assert not torch.equal(first.materialise(), build(seed=6).materialise())
-
-
-@pytest.mark.parametrize(
-    ("options", "pattern"),
-    [
-        ({"rank": 0}, r"rank .*0"),
-        ({"num_tokens": 0}, r"num_tokens .*0"),
-        ({"num_tokens": 4, "rank": 5}, r"rank must be ≤ num_tokens \(4\).*got 5"),
-    ],
-)
-def test_validation(options: dict, pattern: str) -> None:
-    with pytest.raises(ValueError, match=pattern):
-        LoPT1Config(**options)
 
 
 def test_rank_above_embed_dim_is_rejected() -> None:

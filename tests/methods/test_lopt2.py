@@ -1,52 +1,35 @@
-"""lopt2: P = σ(X0 U) V; counts, formula, init (row norm), seeds, validation."""
+"""lopt2: P = σ(X0 U) V; the count's independence of n, the formula per activation, the frozen
+X0, the init (row norm) (the shared checks: test_contract.py)."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny
+from conftest import init_context, tiny_method
 
-import lrpt
 from lrpt.accounting import describe
-from lrpt.methods import InitContext
 from lrpt.methods.blocks import mean_row_norm, vocab_init
-from lrpt.methods.lopt2 import LoPT2Config
 from lrpt.projection import projection_fingerprint
 
-
-def context(seed: int = 0) -> InitContext:
-    loaded = tiny("causal")
-    return InitContext(
-        embedding=loaded.model.get_input_embeddings(),
-        generator=torch.Generator().manual_seed(seed),
-        tokenizer=loaded.tokenizer,
-    )
+build = functools.partial(tiny_method, "lopt2")
 
 
-def build(seed: int = 0, **options):
-    loaded = tiny("causal")
-    return lrpt.build_method("lopt2", loaded.model, loaded.tokenizer, seed=seed, **options)
-
-
-def test_paper_param_count_gpt2_large() -> None:
-    info = describe("lopt2", 1280, num_tokens=20, rank=5)
-    assert info["trainable_params"] == 12_800
-    assert info["tensors"] == {"U": [1280, 5], "V": [5, 1280]}
+def test_count_does_not_depend_on_num_tokens() -> None:
+    """GPT2-large's 12,800 (the paper's, at n = 20: test_contract.py) at n = 200 too."""
     assert describe("lopt2", 1280, num_tokens=200, rank=5)["trainable_params"] == 12_800
 
 
-def test_defaults() -> None:
-    assert LoPT2Config() == LoPT2Config(num_tokens=20, rank=5, activation="tanh")
-
-
 @pytest.mark.parametrize(
-    ("activation", "sigma"), [("tanh", torch.tanh), ("relu", torch.relu), ("gelu", F.gelu)]
+    ("activation", "sigma"),
+    [(None, torch.tanh), ("tanh", torch.tanh), ("relu", torch.relu), ("gelu", F.gelu)],
 )
-def test_materialise_formula(activation: str, sigma) -> None:
-    method = build(activation=activation)
+def test_materialise_formula(activation: str | None, sigma) -> None:
+    """σ is the option's (tanh when none is given)."""
+    method = build() if activation is None else build(activation=activation)
     x0, u, v = method.X0, method.U.detach(), method.V.detach()
     by_hand = torch.einsum("nr,rd->nd", sigma(torch.einsum("nd,dr->nr", x0, u)), v)
     torch.testing.assert_close(method.materialise().detach(), by_hand)
@@ -54,7 +37,7 @@ def test_materialise_formula(activation: str, sigma) -> None:
 
 def test_x0_is_a_frozen_vocab_buffer() -> None:
     method = build(seed=3)
-    assert torch.equal(method.X0, vocab_init(context(3), 20))
+    assert torch.equal(method.X0, vocab_init(init_context(3), 20))
     assert "X0" not in dict(method.named_parameters())
     assert "X0" in dict(method.named_buffers())
     assert "X0" not in method.state_dict()
@@ -66,7 +49,7 @@ def test_x0_is_a_frozen_vocab_buffer() -> None:
 def test_initial_mean_row_norm_matches_embeddings(activation: str) -> None:
     method = build(seed=1, activation=activation)
     norm = float(method.materialise().detach().norm(dim=1).mean())
-    assert norm == pytest.approx(mean_row_norm(context()), rel=1e-5)
+    assert norm == pytest.approx(mean_row_norm(init_context()), rel=1e-5)
 
 
 def test_u_is_xavier_uniform() -> None:
@@ -74,35 +57,3 @@ def test_u_is_xavier_uniform() -> None:
     bound = math.sqrt(6 / (64 + 5))
     largest = float(method.U.detach().abs().max())
     assert 0.8 * bound < largest <= bound
-
-
-def test_same_seed_is_bit_identical_and_global_rng_untouched() -> None:
-    torch.manual_seed(1)
-    first = build(seed=5)
-    torch.manual_seed(2)
-    state = torch.get_rng_state()
-    second = build(seed=5)
-    assert torch.equal(state, torch.get_rng_state())
-    for name in ("X0", "U", "V"):
-        assert torch.equal(getattr(first, name), getattr(second, name)), name
-    assert not torch.equal(first.U, build(seed=6).U)
-
-
-def test_gradients_reach_u_and_v_only() -> None:
-    method = build()
-    method.materialise().square().sum().backward()
-    assert method.U.grad is not None and method.V.grad is not None
-    assert not method.X0.requires_grad
-
-
-@pytest.mark.parametrize(
-    ("options", "pattern"),
-    [
-        ({"rank": 0}, r"rank .*0"),
-        ({"num_tokens": 0}, r"num_tokens .*0"),
-        ({"activation": "sigmoid"}, r"activation .*'sigmoid'"),
-    ],
-)
-def test_validation(options: dict, pattern: str) -> None:
-    with pytest.raises(ValueError, match=pattern):
-        LoPT2Config(**options)

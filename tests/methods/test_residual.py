@@ -1,43 +1,16 @@
-"""residual: P' = P + LayerNorm(W2 ReLU(W1 P + b1) + b2); counts, formula, init, seeds."""
+"""residual: P' = P + LayerNorm(W2 ReLU(W1 P + b1) + b2); the formula by hand, the init and its
+norm_init option (the shared checks: test_contract.py)."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
 import torch
-from conftest import tiny
+from conftest import tiny, tiny_method
 
-import lrpt
-from lrpt.accounting import describe
-from lrpt.methods.residual import ResidualConfig
-
-
-def build(seed: int = 0, **options):
-    loaded = tiny("causal")
-    return lrpt.build_method("residual", loaded.model, loaded.tokenizer, seed=seed, **options)
-
-
-@pytest.mark.parametrize(
-    ("model", "d", "expected"),
-    [("T5-small", 512, 462_736), ("T5-base", 768, 693_904), ("T5-large", 1024, 925_072)],
-)
-def test_paper_param_counts(model: str, d: int, expected: int) -> None:
-    info = describe("residual", d, num_tokens=100, hidden=400)
-    assert info["trainable_params"] == expected, model
-    assert info["tensors"] == {
-        "prompt_embeddings": [100, d],
-        "w1": [400, d],
-        "b1": [400],
-        "w2": [d, 400],
-        "b2": [d],
-        "norm_weight": [d],
-        "norm_bias": [d],
-    }
-
-
-def test_defaults() -> None:
-    assert ResidualConfig() == ResidualConfig(num_tokens=100, hidden=400, norm_init="ones")
+build = functools.partial(tiny_method, "residual")
 
 
 def test_norm_init_token() -> None:
@@ -74,9 +47,9 @@ def test_materialise_formula() -> None:
 
 
 def test_init() -> None:
-    loaded = tiny("causal")
-    method = lrpt.build_method("residual", loaded.model, loaded.tokenizer, seed=0)
-    vocab = loaded.model.get_input_embeddings().weight.detach()
+    """The default (the paper's LayerNorm, weight 1 and bias 0); the MLP as ``nn.Linear``."""
+    method = build()
+    vocab = tiny("causal").model.get_input_embeddings().weight.detach()
     rows = method.prompt_embeddings.detach()
     assert all(bool((vocab == row).all(-1).any()) for row in rows)  # each row is a token's
     d, h = 64, 400
@@ -86,30 +59,3 @@ def test_init() -> None:
         assert float(values.abs().max()) > 0.8 / math.sqrt(fan_in), name
     assert torch.equal(method.norm_weight, torch.ones(d))
     assert torch.equal(method.norm_bias, torch.zeros(d))
-
-
-def test_same_seed_is_bit_identical_and_global_rng_untouched() -> None:
-    torch.manual_seed(1)
-    first = build(seed=5)
-    torch.manual_seed(2)
-    state = torch.get_rng_state()
-    second = build(seed=5)
-    assert torch.equal(state, torch.get_rng_state())
-    for (name, a), b in zip(first.named_parameters(), second.parameters(), strict=True):
-        assert torch.equal(a, b), name
-    other = build(seed=6)
-    assert not torch.equal(first.prompt_embeddings, other.prompt_embeddings)
-    assert not torch.equal(first.w1, other.w1)
-
-
-@pytest.mark.parametrize(
-    ("options", "pattern"),
-    [
-        ({"hidden": 0}, r"hidden .*0"),
-        ({"num_tokens": 0}, r"num_tokens .*0"),
-        ({"norm_init": "one"}, "norm_init must be one of ones, token; got 'one'"),
-    ],
-)
-def test_validation(options: dict, pattern: str) -> None:
-    with pytest.raises(ValueError, match=pattern):
-        ResidualConfig(**options)

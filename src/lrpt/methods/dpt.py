@@ -1,5 +1,5 @@
 """``dpt``: Decomposed Prompt Tuning (Xiao et al., 2023, "Decomposed Prompt Tuning via Low-Rank
-Reparameterization"; papers/001_bfb92eca91b1137d.txt).
+Reparameterization").
 
 Formula: ``P = A B`` with ``A`` (n × b) and ``B`` (b × d), both trainable (the paper writes the
 transpose). Parameters: ``b·(n + d)``; the bottleneck ``b`` is the config field ``rank``.

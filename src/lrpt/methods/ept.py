@@ -1,6 +1,7 @@
 """``ept``: Efficient Prompt Tuning (Lan et al. 2024, "Efficient Prompt Tuning by Multi-Space
 Projection and Prompt Fusion", arXiv 2405.11464). No official code exists; this is *our reading*
-of the paper (see ``METHODS.md``), on top of ``dept``'s short prompt and input update.
+of the paper (the decisions where it is silent are listed below), on top of ``dept``'s short
+prompt and input update.
 
 1. Decomposition: a long prompt ``P`` (l × d, vocab init) is sampled; the trainable short prompt
    ``P_s`` is its first ``s`` rows; ``A`` (m × r) and ``B`` (r × d) come from the truncated SVD

@@ -1,5 +1,5 @@
 """``lopt1``: LoPT-1 (Guo et al., 2024, "LoPT: Low-Rank Prompt Tuning for Parameter Efficient
-Language Models"; papers/002_902ec1accd99d763.txt).
+Language Models").
 
 Formula: ``P = U V`` with ``U`` (n × r) and ``V`` (r × d), both trainable. Parameters:
 ``r·(n + d)``. The algebra is ``dpt``'s; the defaults are the paper's best region (n = 20, r = 5).

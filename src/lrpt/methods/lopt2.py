@@ -1,5 +1,5 @@
 """``lopt2``: LoPT-2 (Guo et al., 2024, "LoPT: Low-Rank Prompt Tuning for Parameter Efficient
-Language Models"; papers/002_902ec1accd99d763.txt).
+Language Models").
 
 Formula: ``P = σ(X0 U) V`` with ``X0`` (n × d) a frozen vocab-initialised prompt, ``U`` (d × r) and
 ``V`` (r × d) trainable. Parameters: ``2·r·d`` (independent of ``n``).

@@ -1,5 +1,5 @@
 """``ulpt``: Ultra-Low-Dimensional Prompt Tuning (Wu et al., 2025, "ULPT: Prompt Tuning with
-Ultra-Low-Dimensional Optimization"; papers/000_09fe57c8bfe532d6.txt).
+Ultra-Low-Dimensional Optimization").
 
 Formula: ``P = (Z Â) ⊙ s + b`` (``s`` and ``b`` broadcast over rows). ``Z`` (n × r) trainable,
 ``Â`` (r × d) a frozen random up-projection, ``s`` (scale, init 1) and ``b`` (shift, init 0), each
