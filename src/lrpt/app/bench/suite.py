@@ -82,7 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from lrpt.app.bench import claims as bench_claims
-from lrpt.app.cli.flags import check_method_options, option_types
+from lrpt.app.method_options import check_method_options, option_types
 from lrpt.app.spec import RunSpec, sections_from_settings
 from lrpt.app.training.loop import CHECKPOINT
 from lrpt.artifact.schema import TENSORS_NAME

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from lrpt.methods import METHODS
+from lrpt.methods import METHODS, unknown_method
 from lrpt.placement import DTYPE_CHOICES, resolve_device
 
 SPEED_DEFAULTS = {
@@ -120,7 +120,7 @@ def run_speed_mode(args: argparse.Namespace) -> int:
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"--methods: unknown method(s) {unknown}; known: {', '.join(METHODS)}")
+        raise ValueError(unknown_method(unknown, "--methods"))
     if "pt" not in methods:
         methods.insert(0, "pt")
     for name, value in (("--num-tokens", args.num_tokens), ("--batch-size", args.batch_size),
