@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import platform
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from typing import Any
 import torch
 
 import lrpt
+from lrpt.app.bench.machine import machine_line
 from lrpt.app.training.memory import StepMemory
 from lrpt.bank import PromptBank
 from lrpt.family import Family
@@ -340,8 +340,7 @@ def run_speed(
         "rounds": rounds, "device": str(where), "dtype": precision,
         "peak_memory_measure": StepMemory(where).measure,
         "tokens_per_row_mean": float(batch["attention_mask"].sum(1).float().mean()),
-        "torch_threads": torch.get_num_threads(), "machine": f"{platform.machine()}, "
-        f"{platform.processor() or 'cpu'}, torch {torch.__version__}",
+        "torch_threads": torch.get_num_threads(), "machine": machine_line(),
         "date": time.strftime("%Y-%m-%d"),
         "training": [_summary(v) | {"peak_mb": peaks[v.name]} for v in train],
         "training_vs_pt": {v.name: ratios(v, by["pt"]) for v in train},

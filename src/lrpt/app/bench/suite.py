@@ -68,7 +68,6 @@ import io
 import itertools
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -82,6 +81,7 @@ from pathlib import Path
 from typing import Any
 
 from lrpt.app.bench import claims as bench_claims
+from lrpt.app.bench.machine import machine, machine_line
 from lrpt.app.method_options import check_method_options, option_types
 from lrpt.app.spec import RunSpec, sections_from_settings
 from lrpt.app.training.loop import CHECKPOINT
@@ -740,24 +740,6 @@ def run_record(
     } | ({"grid_point": run.grid.label(run.point)} if run.grid and run.point is not None else {})
 
 
-def machine() -> dict[str, Any]:
-    """The machine a run trained on: CPU, core count, OS, Python and torch versions."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
-        cpu = names[0].strip() if names else cpu
-    return {
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-
-
 def _now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -919,12 +901,7 @@ def markdown(
             _finished_points(g, config) for (_, config), g in grids.items() if config in own
         )
         lines[-1] += f" Grid runs: {finished} of {len(suite.runs) - len(tested)} finished."
-    for text in sorted(machines):
-        m = json.loads(text)
-        lines.append(
-            f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['os']}, "
-            f"Python {m['python']}, torch {m['torch']}."
-        )
+    lines += [f"Machine: {machine_line(json.loads(text))}." for text in sorted(machines)]
     lines += [
         "",
         "| task | config | method | seeds | test (mean ± std) | zero-shot | trainable params "
