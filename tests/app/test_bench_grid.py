@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from lrpt.app.bench import suite as bench_suite
-from lrpt.app.bench.suite import grid_choice, load_suite
+from lrpt.app.bench.suite import load_suite, runner, write_summary
+from lrpt.app.bench.suite.grid import grid_choice, resolve
+from lrpt.app.bench.suite.records import RUN_RECORD
 from lrpt.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,9 +94,9 @@ def test_grid_from_takes_another_entrys_choice(tmp_path: Path) -> None:
     root = tmp_path / "results"
     finish(root, suite.runs[0], 0.5)
     long = suite.runs[3]
-    assert long.waits_for_grid and bench_suite.resolve(suite, long, root) is None
+    assert long.waits_for_grid and resolve(suite, long, root) is None
     finish(root, suite.runs[1], 0.75)
-    resolved = bench_suite.resolve(suite, long, root)
+    resolved = resolve(suite, long, root)
     assert resolved is not None and resolved.training == {"model": "tiny-llama", "lr": 0.01,
                                                           "steps": 1000}  # fmt: skip
 
@@ -131,7 +132,7 @@ def finish(root: Path, run: Any, validation: float | None, test: float | None = 
     out = root / run.id
     out.mkdir(parents=True)
     record = {"settings": run.settings(), "best_validation": validation, "test": test}
-    (out / bench_suite.RUN_RECORD).write_text(json.dumps(record))
+    (out / RUN_RECORD).write_text(json.dumps(record))
 
 
 def test_choice_by_validation_alone_and_by_group(tmp_path: Path) -> None:
@@ -153,9 +154,9 @@ def test_choice_by_validation_alone_and_by_group(tmp_path: Path) -> None:
         for point, value in enumerate(values[:2]):
             finish(root, grid[(config, point)], value, test=1.0 - value)
     assert grid_choice(suite, final["alone"], root)["chosen"] is None  # a point is missing
-    assert bench_suite.resolve(suite, final["alone"], root) is None
+    assert resolve(suite, final["alone"], root) is None
     # a group's choice lists each member's score: the count takes each grid run once
-    bench_suite.write_summary(suite, root)
+    write_summary(suite, root)
     assert "Grid runs: 6 of 9 finished." in (root / "summary.md").read_text()
     for config, values in scores.items():
         finish(root, grid[(config, 2)], values[2], test=1.0)
@@ -167,7 +168,7 @@ def test_choice_by_validation_alone_and_by_group(tmp_path: Path) -> None:
     # means 0.5, 0.65, 0.55: the second point, although pt alone prefers the first
     assert [p["mean"] for p in shared["points"]] == pytest.approx([0.5, 0.65, 0.55])
     assert shared["chosen"] == 1 and shared["points"][0]["validation"] == {"pt": 0.9, "idpg": 0.1}
-    resolved = bench_suite.resolve(suite, final["pt"], root)
+    resolved = resolve(suite, final["pt"], root)
     assert resolved is not None and resolved.training["lr"] == 0.01
     assert "evaluate_test" not in resolved.training
 
@@ -237,7 +238,7 @@ def test_grid_suite_end_to_end(
     def no_training(*args: Any) -> None:
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(bench_suite, "run_child", no_training)
+    monkeypatch.setattr(runner, "run_child", no_training)
     assert main(command) == 0
     assert capsys.readouterr().err.count("finished before, skipped") == 4
     assert main([*command, "--list"]) == 0
