@@ -1,6 +1,7 @@
 """Prose whose numbers come from a suite's results: ``{{...}}`` fields filled from its summary.
 
-A results discussion written by hand goes stale the moment a run is redone. A prose template
+Dev tooling for ``scripts/readme_tables.py`` (not part of the installed package). A results
+discussion written by hand goes stale the moment a run is redone. A prose template
 (Markdown, ``bench/prose/SUITE.md``) names results instead of copying them; :func:`render` fills
 each field from the suite's committed ``summary.json``, its claims and its runs' rates::
 
