@@ -31,6 +31,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from lrpt.app.bench.machine import matmul_peak
 from lrpt.app.bench.speed import markdown, run_speed
+from lrpt.app.bench.speed_options import SpeedOptions
 from lrpt.base_models import load_model
 from lrpt.fileio import atomic_write_text
 from lrpt.placement import resolve_device, resolve_dtype
@@ -83,10 +84,11 @@ def main() -> None:
         blocks = params - args.vocab * args.hidden  # tied head: one vocabulary matrix
         if where.type == "cuda":
             torch.cuda.reset_peak_memory_stats(where)
-        report = run_speed(scratch, FIXTURE, num_tokens=args.num_tokens,
-                           batch_size=args.batch_size, rounds=args.rounds,
-                           methods=["pt", "ulpt"], device=str(where), dtype=args.dtype,
-                           against_dtype=args.against_dtype)  # fmt: skip
+        options = SpeedOptions(scratch, FIXTURE, num_tokens=args.num_tokens,
+                               batch_size=args.batch_size, rounds=args.rounds,
+                               methods=("pt", "ulpt"), device=str(where), dtype=args.dtype,
+                               against_dtype=args.against_dtype)  # fmt: skip
+        report = run_speed(options)
     peak = matmul_peak(dtype, where, reps=20)
     flops = step_flops(report, blocks)
     report["model"] = f"random Llama-shaped, {params / 1e9:.2f} B parameters"
