@@ -18,6 +18,9 @@ from lrpt.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS = ROOT / "tests" / "fixtures" / "topics.jsonl"
+A = '[[run]]\nname = "a"\nmethod = "pt"\n'  # entries of the error cases
+B = '[[run]]\nname = "b"\nmethod = "pt"\n'
+A_GRID = A + "grid = { lr = [0.1, 0.01] }\n"
 
 
 def write_suite(tmp_path: Path, text: str, defaults: str = "") -> Path:
@@ -58,28 +61,6 @@ def test_grid_forms_and_order(tmp_path: Path) -> None:
     assert suite.planned_seeds() == {"pt": 2, "dept": 2}  # grid runs are not tested seeds
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("grid = { lr = 0.1 }\n", "grid must be a table of non-empty lists"),
-        ("grid = { lr = [0.1] }\n", "at least 2 points, got 1"),
-        ("grid = { lr = [0.1, 0.1] }\n", "the same point twice"),
-        ("grid = [{ lr = 0.1 }, { steps = 3 }]\n", "every grid point must set the same keys"),
-        ("grid = { seed = [1, 2] }\n", "seed cannot be in a grid"),
-        ("grid = { evaluate_test = [true, false] }\n", "evaluate_test cannot be in a grid"),
-        ("grid = { lr = [0.1, -1.0] }\n", "lr must be > 0, got -1.0"),
-        ("grid = { rank = [1, 2] }\n", "does not use --rank"),
-        ('grid = { init = ["a/b", "vocab"] }\n', "does not make a directory name"),
-        ('grid_group = "g"\n', "grid_group 'g' without a grid"),
-        ("grid = 3\n", "grid must be a table of lists"),
-    ],
-)
-def test_grid_errors(tmp_path: Path, text: str, message: str) -> None:
-    entry = '[[run]]\nname = "a"\nmethod = "pt"\n' + text
-    with pytest.raises(ValueError, match=message):
-        load_suite(write_suite(tmp_path, entry))
-
-
 def test_grid_from_takes_another_entrys_choice(tmp_path: Path) -> None:
     """A longer run at the rate another entry's grid chose: no grid runs of its own."""
     text = (
@@ -87,15 +68,13 @@ def test_grid_from_takes_another_entrys_choice(tmp_path: Path) -> None:
         '[[run]]\nname = "long"\nmethod = "pt"\ngrid_from = "short"\nsteps = 1000\nstage = 1\n'
     )
     suite = load_suite(write_suite(tmp_path, text))
-    assert [run.id for run in suite.runs] == [
-        "mr/short/grid/lr=0.1/seed0", "mr/short/grid/lr=0.01/seed0", "mr/short/seed0",
-        "mr/long/seed0",
-    ]  # fmt: skip
+    runs = {run.id: run for run in suite.runs}
+    assert len(runs) == 4  # no grid runs of its own (their order: test_bench_suite.py)
     root = tmp_path / "results"
-    finish(root, suite.runs[0], 0.5)
-    long = suite.runs[3]
+    finish(root, runs["mr/short/grid/lr=0.1/seed0"], 0.5)
+    long = runs["mr/long/seed0"]
     assert long.waits_for_grid and resolve(suite, long, root) is None
-    finish(root, suite.runs[1], 0.75)
+    finish(root, runs["mr/short/grid/lr=0.01/seed0"], 0.75)
     resolved = resolve(suite, long, root)
     assert resolved is not None and resolved.training == {"model": "tiny-llama", "lr": 0.01,
                                                           "steps": 1000}  # fmt: skip
@@ -104,26 +83,27 @@ def test_grid_from_takes_another_entrys_choice(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('grid_from = "nope"\n', "grid_from 'nope' is not an entry with a grid"),
-        ('grid_from = "a"\ntasks = ["bbc"]\n', "grid_from 'a' has no grid on bbc"),
-        ('grid_from = "a"\ngrid = { lr = [1.0, 2.0] }\n', "grid_from takes another entry's"),
+        (A + "grid = { lr = 0.1 }\n", "grid must be a table of non-empty lists"),
+        (A + "grid = { lr = [0.1] }\n", "at least 2 points, got 1"),
+        (A + "grid = { lr = [0.1, 0.1] }\n", "the same point twice"),
+        (A + "grid = [{ lr = 0.1 }, { steps = 3 }]\n", "every grid point must set the same keys"),
+        (A + "grid = { seed = [1, 2] }\n", "seed cannot be in a grid"),
+        (A + "grid = { evaluate_test = [true, false] }\n", "evaluate_test cannot be in a grid"),
+        (A + "grid = { lr = [0.1, -1.0] }\n", "lr must be > 0, got -1.0"),
+        (A + "grid = { rank = [1, 2] }\n", "does not use --rank"),
+        (A + 'grid = { init = ["a/b", "vocab"] }\n', "does not make a directory name"),
+        (A + 'grid_group = "g"\n', "grid_group 'g' without a grid"),
+        (A + "grid = 3\n", "grid must be a table of lists"),
+        (A_GRID + B + 'grid_from = "nope"\n', "grid_from 'nope' is not an entry with a grid"),
+        (A_GRID + B + 'grid_from = "a"\ntasks = ["bbc"]\n', "grid_from 'a' has no grid on bbc"),
+        (A_GRID + B + 'grid_from = "a"\ngrid = { lr = [1.0, 2.0] }\n', "grid_from takes another"),
+        (A_GRID + 'grid_group = "g"\n' + B + 'grid = { lr = [0.1, 0.03] }\ngrid_group = "g"\n',
+         "grid_group 'g' has other points in b than in a"),
     ],
-)
-def test_grid_from_errors(tmp_path: Path, text: str, message: str) -> None:
-    entries = (
-        '[[run]]\nname = "a"\nmethod = "pt"\ngrid = { lr = [0.1, 0.01] }\n'
-        '[[run]]\nname = "b"\nmethod = "pt"\n' + text
-    )
+)  # fmt: skip
+def test_grid_errors(tmp_path: Path, text: str, message: str) -> None:
+    """A malformed grid, grid_group or grid_from: one error naming it."""
     with pytest.raises(ValueError, match=message):
-        load_suite(write_suite(tmp_path, entries))
-
-
-def test_group_needs_the_same_points(tmp_path: Path) -> None:
-    text = (
-        '[[run]]\nname = "a"\nmethod = "pt"\ngrid = { lr = [0.1, 0.01] }\ngrid_group = "g"\n'
-        '[[run]]\nname = "b"\nmethod = "pt"\ngrid = { lr = [0.1, 0.03] }\ngrid_group = "g"\n'
-    )
-    with pytest.raises(ValueError, match="grid_group 'g' has other points in b than in a"):
         load_suite(write_suite(tmp_path, text))
 
 

@@ -141,17 +141,24 @@ def test_load_suite_unknown_table(tmp_path: Path) -> None:
         load_suite(path)
 
 
-def test_stage_orders_before_seed(tmp_path: Path) -> None:
-    text = (
-        'seeds = [0, 1]\n[[run]]\nname = "late"\nmethod = "pt"\nstage = 1\n'
-        '[[run]]\nname = "early"\nmethod = "pt"\n[[run]]\nname = "also"\nmethod = "pt"\n'
-    )
+@pytest.mark.parametrize(
+    ("text", "ids"),
+    [
+        ('seeds = [0, 1]\n[[run]]\nname = "late"\nmethod = "pt"\nstage = 1\n'
+         '[[run]]\nname = "early"\nmethod = "pt"\n[[run]]\nname = "also"\nmethod = "pt"\n',
+         ["mr/early/seed0", "mr/also/seed0", "mr/early/seed1", "mr/also/seed1", "mr/late/seed0",
+          "mr/late/seed1"]),
+        # a grid's runs first in its stage; grid_from (a later stage) runs no grid of its own
+        ('[[run]]\nname = "short"\nmethod = "pt"\ngrid = { lr = [0.1, 0.01] }\n'
+         '[[run]]\nname = "long"\nmethod = "pt"\ngrid_from = "short"\nstage = 1\n',
+         ["mr/short/grid/lr=0.1/seed0", "mr/short/grid/lr=0.01/seed0", "mr/short/seed0",
+          "mr/long/seed0"]),
+    ],
+)  # fmt: skip
+def test_runs_in_order_of_stage_then_seed(tmp_path: Path, text: str, ids: list[str]) -> None:
     suite = load_suite(write_suite(tmp_path, text))
-    assert [run.id for run in suite.runs] == [
-        "mr/early/seed0", "mr/also/seed0", "mr/early/seed1", "mr/also/seed1",
-        "mr/late/seed0", "mr/late/seed1",
-    ]  # fmt: skip
-    assert all(run.training == {"model": "tiny-llama"} for run in suite.runs)
+    assert [run.id for run in suite.runs] == ids
+    assert all(r.training == {"model": "tiny-llama"} for r in suite.runs if not r.selects)
 
 
 def test_quick_suite() -> None:
