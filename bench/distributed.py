@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -24,8 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from lrpt.app.bench.machine import machine_line
 from lrpt.fileio import atomic_write_text
 
 
@@ -113,7 +111,7 @@ def main() -> None:
         "model": args.model,
         "task": args.task,
         "method": args.method,
-        "machine": f"{os.cpu_count()}-core {platform.machine()} CPU, torch {torch.__version__}",
+        "machine": machine_line(),
         "note": "the CPU was shared with other jobs (see each variant's load average)",
         "variants": {},
     }
