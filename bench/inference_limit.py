@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from lrpt.app.data.tasks import make_objective
+from lrpt.app.data.objectives import make_objective
 from lrpt.app.runs import eval_data, load_trained
 from lrpt.app.spec import DataSpec
 from lrpt.app.training.evaluate import evaluate, subset

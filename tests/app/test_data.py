@@ -307,7 +307,10 @@ def test_too_few_examples_to_split(tmp_path: Path) -> None:
 
 def test_taskdata_validation() -> None:
     ex = [Example("a", "x")]
-    with pytest.raises(ValueError, match="unknown metric 'bleu'"):
+    with pytest.raises(
+        ValueError,
+        match=r"task 't': metric must be one of accuracy, matthews, f1, pearson; got 'bleu'",
+    ):
         TaskData("t", ex, ex, ex, ["x"], metric="bleu")
     with pytest.raises(ValueError, match=r"verbalizer has no word for labels \['y'\]"):
         TaskData("t", ex, ex, ex, ["x", "y"], verbalizer={"x": "ex"})

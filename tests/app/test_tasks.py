@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import lrpt
 from lrpt.app.data.datasets import Example, TaskData
-from lrpt.app.data.tasks import (
+from lrpt.app.data.objectives import (
     ClassifyObjective,
     GenerateObjective,
     make_objective,

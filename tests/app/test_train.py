@@ -11,7 +11,7 @@ from conftest import tiny, tiny_encoder
 
 import lrpt
 from lrpt.app.data.datasets import Example, TaskData
-from lrpt.app.data.tasks import make_objective, task_spec
+from lrpt.app.data.objectives import make_objective, task_spec
 from lrpt.app.training.loop import (
     CHECKPOINT,
     Run,

@@ -39,16 +39,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lrpt.app.data.datasets import METRICS, TASKS
-from lrpt.app.data.tasks import DEFAULT_MAX_INPUT_TOKENS, check_max_input_tokens
+from lrpt.app.data.datasets import TASKS
+from lrpt.app.data.metrics import METRICS, check_metric
+from lrpt.app.data.objectives import (
+    DEFAULT_MAX_INPUT_TOKENS,
+    LM_OBJECTIVES,
+    check_max_input_tokens,
+)
 from lrpt.app.fields import describe
 from lrpt.app.training.loop import TrainConfig
 from lrpt.family import Family
 from lrpt.methods import METHODS, make_config
+from lrpt.methods.base import check_choice
 from lrpt.placement import DTYPE_CHOICES, check_device_name, check_dtype_name
 
 TRAINABLE_FAMILIES = tuple(f.value for f in Family if f != Family.BASE)  # what a prompt trains on
-OBJECTIVES = ("classify", "generate")
 
 
 @dataclass(frozen=True)
@@ -103,10 +108,8 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"model name must be a model key or path, got {self.name!r}")
-        if self.family is not None and self.family not in TRAINABLE_FAMILIES:
-            raise ValueError(
-                f"family must be one of {', '.join(TRAINABLE_FAMILIES)}; got {self.family!r}"
-            )
+        if self.family is not None:
+            check_choice("family", self.family, TRAINABLE_FAMILIES)
         check_device_name(self.device)
         check_dtype_name(self.dtype)
 
@@ -171,8 +174,8 @@ class DataSpec:
             for name in ("validation_data", "test_data", "metric", "text_pair_field"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"--{name.replace('_', '-')} goes with --data, not --task")
-        if self.metric is not None and self.metric not in METRICS:
-            raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {self.metric!r}")
+        if self.metric is not None:
+            check_metric(self.metric)
 
     @property
     def given(self) -> bool:
@@ -190,7 +193,7 @@ class FormatSpec:
             "classify: rank the verbalizer words (default for classification); generate: "
             "text-to-text with greedy decoding (default for regression); encoder models always "
             "train their classification head",
-            choices=OBJECTIVES,
+            choices=LM_OBJECTIVES,
         ),
     )
     template: str | None = field(
@@ -210,10 +213,8 @@ class FormatSpec:
     )
 
     def __post_init__(self) -> None:
-        if self.objective is not None and self.objective not in OBJECTIVES:
-            raise ValueError(
-                f"objective must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}"
-            )
+        if self.objective is not None:
+            check_choice("objective", self.objective, LM_OBJECTIVES)
         check_max_input_tokens(self.max_input_tokens)
 
 

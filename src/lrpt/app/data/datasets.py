@@ -53,13 +53,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from lrpt.app.data.metrics import check_metric
 from lrpt.pretrained import cache_dir
 
 log = logging.getLogger(__name__)
 
 SEED = 42
 SMALL = 10_000  # fewer training rows than this: a "small" dataset in the papers' protocol
-METRICS = ("accuracy", "matthews", "f1", "pearson")
 
 VADER_SDIST = "vaderSentiment-3.3.2.tar.gz"
 VADER_PIP = "pip download --no-deps --no-binary :all: vadersentiment==3.3.2 -d {dir}"
@@ -105,8 +105,10 @@ class TaskData:
     verbalizer: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise ValueError(f"task {self.name!r}: unknown metric {self.metric!r}; use {METRICS}")
+        try:
+            check_metric(self.metric)
+        except ValueError as err:
+            raise ValueError(f"task {self.name!r}: {err}") from None
         if not self.labels:
             raise ValueError(f"task {self.name!r} has no labels")
         if not self.verbalizer:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from transformers import PreTrainedModel
 
 from lrpt.app.data.datasets import Example
-from lrpt.app.data.tasks import Objective, Runnable
+from lrpt.app.data.objectives import Objective, Runnable
 from lrpt.app.training.distributed import SINGLE, Dist
 from lrpt.family import Family
 

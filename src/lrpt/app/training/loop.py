@@ -56,7 +56,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
 from lrpt.app.data.datasets import Example, TaskData
-from lrpt.app.data.tasks import Objective
+from lrpt.app.data.objectives import Objective
 from lrpt.app.fields import describe
 from lrpt.app.training.distributed import SINGLE, Dist, fingerprint
 from lrpt.app.training.evaluate import Unprompted, evaluate, subset

@@ -1,4 +1,4 @@
-"""Tasks → tokenised batches: templates, verbalizers and the three training objectives.
+"""Task formats → tokenised batches: templates, verbalizers and the three training objectives.
 
 A :class:`TaskSpec` is everything about a task a trained prompt depends on (label names, metric,
 template, verbalizer, objective, input length); it is stored with the prompt so ``lrpt eval`` and
@@ -42,8 +42,10 @@ from lrpt.app.data.datasets import Example, TaskData, check_template
 from lrpt.app.data.metrics import classification_metrics, is_regression, regression_metrics
 from lrpt.family import Family
 from lrpt.labels import IGNORE
+from lrpt.methods.base import check_choice
 
-OBJECTIVES = ("classify", "generate", "head")
+LM_OBJECTIVES = ("classify", "generate")  # a causal or seq2seq LM's (``--objective``)
+OBJECTIVES = (*LM_OBJECTIVES, "head")  # "head": an encoder classifier's, its only one
 DEFAULT_MAX_INPUT_TOKENS = 256
 
 
@@ -69,10 +71,7 @@ class TaskSpec:
     max_input_tokens: int = DEFAULT_MAX_INPUT_TOKENS
 
     def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(
-                f"objective must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}"
-            )
+        check_choice("objective", self.objective, OBJECTIVES)
         check_max_input_tokens(self.max_input_tokens)
         check_template(self.template)
         missing = [label for label in self.labels if label not in self.verbalizer]
