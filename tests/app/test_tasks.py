@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import lrpt
-from lrpt.app.data.datasets import Example, TaskData
+from lrpt.app.data.examples import Example, TaskData
 from lrpt.app.data.objectives import (
     ClassifyObjective,
     GenerateObjective,

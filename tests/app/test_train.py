@@ -10,7 +10,7 @@ import torch
 from conftest import tiny, tiny_encoder
 
 import lrpt
-from lrpt.app.data.datasets import Example, TaskData
+from lrpt.app.data.examples import Example, TaskData
 from lrpt.app.data.objectives import make_objective, task_spec
 from lrpt.app.training.loop import (
     CHECKPOINT,

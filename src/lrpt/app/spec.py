@@ -39,13 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lrpt.app.data.datasets import TASKS
 from lrpt.app.data.metrics import METRICS, check_metric
 from lrpt.app.data.objectives import (
     DEFAULT_MAX_INPUT_TOKENS,
     LM_OBJECTIVES,
     check_max_input_tokens,
 )
+from lrpt.app.data.tasks import TASKS, get_task
 from lrpt.app.fields import describe
 from lrpt.app.training.loop import TrainConfig
 from lrpt.family import Family
@@ -146,7 +146,9 @@ class DataSpec:
     task: str | None = field(
         default=None,
         metadata=describe(
-            f"a built-in task: {', '.join(TASKS)}", metavar="TASK", choices=tuple(sorted(TASKS))
+            f"a built-in task: {', '.join(TASKS)}",
+            metavar="TASK",
+            choices=lambda: tuple(sorted(TASKS)),
         ),
     )
     data: str | None = field(
@@ -169,8 +171,7 @@ class DataSpec:
         if self.task is not None and self.data is not None:
             raise ValueError("give a task or data, not both (--task or --data)")
         if self.task is not None:
-            if self.task not in TASKS:
-                raise ValueError(f"unknown task {self.task!r}; built-in: {', '.join(TASKS)}")
+            get_task(self.task)  # an unknown name fails here, naming the known ones
             for name in ("validation_data", "test_data", "metric", "text_pair_field"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"--{name.replace('_', '-')} goes with --data, not --task")

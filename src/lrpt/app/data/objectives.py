@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-from lrpt.app.data.datasets import Example, TaskData, check_template
+from lrpt.app.data.examples import Example, TaskData, check_template
 from lrpt.app.data.metrics import classification_metrics, is_regression, regression_metrics
 from lrpt.family import Family
 from lrpt.labels import IGNORE

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from lrpt.app.data.datasets import Example
+from lrpt.app.data.examples import Example
 from lrpt.app.data.objectives import ClassifyObjective, pad
 from lrpt.app.serve.metrics import ServeMetrics
 from lrpt.app.serve.store import PromptStore, Served

@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 from transformers import PreTrainedModel
 
-from lrpt.app.data.datasets import Example
+from lrpt.app.data.examples import Example
 from lrpt.app.data.objectives import Objective, Runnable
 from lrpt.app.training.distributed import SINGLE, Dist
 from lrpt.family import Family

@@ -55,7 +55,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
-from lrpt.app.data.datasets import Example, TaskData
+from lrpt.app.data.examples import Example, TaskData
 from lrpt.app.data.objectives import Objective
 from lrpt.app.fields import describe
 from lrpt.app.training.distributed import SINGLE, Dist, fingerprint
