@@ -12,10 +12,10 @@ from conftest import tiny, tiny_encoder
 import lrpt
 from lrpt.app.data.examples import Example, TaskData
 from lrpt.app.data.objectives import make_objective, task_spec
+from lrpt.app.train_config import TrainConfig
 from lrpt.app.training.loop import (
     CHECKPOINT,
     Run,
-    TrainConfig,
     batch_indices,
     lr_lambda,
     method_defaults,

@@ -25,7 +25,7 @@ with ``_``)::
     steps = 100               # lr, weight_decay, warmup, head_lr: unset = the method's default
     seed = 0
 
-Each field is declared once, here (or in :class:`~lrpt.app.training.loop.TrainConfig` for the
+Each field is declared once, here (or in :class:`~lrpt.app.train_config.TrainConfig` for the
 training options), with its help text in the field's metadata.
 """
 
@@ -47,7 +47,7 @@ from lrpt.app.data.objectives import (
 )
 from lrpt.app.data.tasks import TASKS, get_task
 from lrpt.app.fields import describe
-from lrpt.app.training.loop import TrainConfig
+from lrpt.app.train_config import TrainConfig
 from lrpt.family import Family
 from lrpt.methods import METHODS, make_config
 from lrpt.methods.base import check_choice

@@ -31,8 +31,8 @@ from lrpt.app.spec import (
     merge,
     read_spec_file,
 )
+from lrpt.app.train_config import TrainConfig
 from lrpt.app.training.distributed import DEFAULT_TIMEOUT, from_environment
-from lrpt.app.training.loop import TrainConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
