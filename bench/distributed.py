@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from lrpt.app.training.outdir import RESULTS
 from lrpt.fileio import atomic_write_text
 
 
@@ -65,7 +66,7 @@ def measure(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     subprocess.run(cmd, env=os.environ | env, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     out = Path(cmd[cmd.index("--out") + 1])
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((out / RESULTS).read_text())
     steps, seconds = results["steps"], results["train_seconds"]
     batch = results["training"]["batch_size"]
     return {

@@ -12,8 +12,9 @@ import torch
 from test_train import make_run
 
 from lrpt.app.cli import main
-from lrpt.app.training.loop import CHECKPOINT, train
+from lrpt.app.training.loop import train
 from lrpt.app.training.memory import RSS, StepMemory
+from lrpt.app.training.outdir import CHECKPOINT
 from lrpt.base_models import place
 
 CPU = torch.device("cpu")

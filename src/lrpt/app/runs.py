@@ -21,7 +21,9 @@ from lrpt.app.data.tasks import TASKS, load_task
 from lrpt.app.data.user_data import load_user_data
 from lrpt.app.spec import DataSpec, RunSpec
 from lrpt.app.training.distributed import SINGLE, Dist, from_environment, shard_base
-from lrpt.app.training.loop import Run, check_out, train
+from lrpt.app.training.loop import train
+from lrpt.app.training.outdir import check_out
+from lrpt.app.training.state import Run
 from lrpt.family import Family
 from lrpt.methods import method_class
 

@@ -84,7 +84,7 @@ from typing import Any
 from lrpt.app.bench import claims as bench_claims
 from lrpt.app.cli.flags import check_method_options, option_types
 from lrpt.app.spec import RunSpec, sections_from_settings
-from lrpt.app.training.loop import CHECKPOINT
+from lrpt.app.training.outdir import CHECKPOINT, RESULTS
 from lrpt.artifact.schema import TENSORS_NAME
 from lrpt.fileio import atomic_write, atomic_write_bytes, atomic_write_text
 
@@ -658,7 +658,7 @@ def train_run(
     code, peak_rss_mb = run_child(command, out / TRAIN_LOG)
     if code != 0:
         return None
-    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    results = json.loads((out / RESULTS).read_text(encoding="utf-8"))
     record = run_record(suite, run, results, prompt_bytes(out / "prompt"), peak_rss_mb)
     record["prompt_sha256"] = prompt_sha256(out / "prompt")
     record["wall_seconds"] = round(time.perf_counter() - start, 1)
@@ -841,7 +841,7 @@ def rates(suite: Suite, root: Path) -> dict[tuple[str, str], str]:
         if settled is None or (run.task_name, run.config) in found:
             continue
         record = finished_record(settled, root / run.id)
-        results = root / run.id / "results.json"
+        results = root / run.id / RESULTS
         if record is None or not results.is_file():
             continue
         saved = json.loads(results.read_text(encoding="utf-8"))
