@@ -9,79 +9,60 @@ defaults (:meth:`TrainConfig.resolved`).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from typing import Any
 
-from lrpt.app.fields import describe
+from lrpt.app.fields import option, spec_section
 from lrpt.methods.base import check_bool, check_positive
 
 
-@dataclass(frozen=True)
+@spec_section
 class TrainConfig:
     """Training hyper-parameters: each declared once, here; ``lrpt train``'s flags derive from
     these fields. ``None`` limits mean "all examples", ``patience`` None = off; ``lr``,
     ``head_lr``, ``weight_decay`` and ``warmup`` None = the method's default
     (:meth:`resolved`)."""
 
-    steps: int = field(default=100, metadata=describe("optimizer steps"))
-    batch_size: int = field(default=16, metadata=describe("examples per micro-batch"))
-    grad_accum: int = field(default=1, metadata=describe("micro-batches per step"))
-    lr: float | None = field(default=None, metadata=describe("learning rate (default: per method)"))
-    head_lr: float | None = field(
-        default=None, metadata=describe("encoder classifiers' head learning rate")
+    steps: int = option("optimizer steps", default=100)
+    batch_size: int = option("examples per micro-batch", default=16)
+    grad_accum: int = option("micro-batches per step", default=1)
+    lr: float | None = option("learning rate (default: per method)", default=None)
+    head_lr: float | None = option("encoder classifiers' head learning rate", default=None)
+    weight_decay: float | None = option("(default: per method)", default=None)
+    warmup: float | None = option(
+        "warmup as a fraction of the steps (default: per method)", default=None
     )
-    weight_decay: float | None = field(default=None, metadata=describe("(default: per method)"))
-    warmup: float | None = field(
-        default=None, metadata=describe("warmup as a fraction of the steps (default: per method)")
+    max_grad_norm: float = option("gradient-norm clipping", default=1.0)
+    eval_every: int = option("validate every N steps", default=25)
+    eval_batch_size: int = option("examples per evaluation batch", default=32)
+    max_eval_examples: int | None = option(
+        "validation examples (a fixed seeded sample; 0 = all)", default=200, zero_is_none=True
     )
-    max_grad_norm: float = field(default=1.0, metadata=describe("gradient-norm clipping"))
-    eval_every: int = field(default=25, metadata=describe("validate every N steps"))
-    eval_batch_size: int = field(default=32, metadata=describe("examples per evaluation batch"))
-    max_eval_examples: int | None = field(
-        default=200,
-        metadata=describe(
-            "validation examples (a fixed seeded sample; 0 = all)", zero_is_none=True
-        ),
+    max_test_examples: int | None = option(
+        "test examples (a fixed seeded sample; 0 = all)", default=1000, zero_is_none=True
     )
-    max_test_examples: int | None = field(
-        default=1000,
-        metadata=describe("test examples (a fixed seeded sample; 0 = all)", zero_is_none=True),
-    )
-    patience: int | None = field(
-        default=None, metadata=describe("stop after N validations without improvement")
-    )
-    evaluate_test: bool = field(
+    patience: int | None = option("stop after N validations without improvement", default=None)
+    evaluate_test: bool = option(
+        "evaluate the best checkpoint on the test split (and the zero-shot model); off "
+        "(--no-evaluate-test), the test split is never read: for runs that select settings",
         default=True,
-        metadata=describe(
-            "evaluate the best checkpoint on the test split (and the zero-shot model); off "
-            "(--no-evaluate-test), the test split is never read: for runs that select settings"
-        ),
     )
-    checkpoint_every: int = field(default=10, metadata=describe("checkpoint every K steps",
-                                                                 metavar="K"))  # fmt: skip
-    seed: int = field(
-        default=0,
-        metadata=describe(
-            "seeds torch, random, numpy, the data order and the method's initialisation",
-            metavar="S",
-        ),
-    )
-    gradient_checkpointing: bool = field(
+    checkpoint_every: int = option("checkpoint every K steps", default=10, metavar="K")
+    seed: int = option(
+        "seeds torch, random, numpy, the data order and the method's initialisation",
+        default=0, metavar="S",
+    )  # fmt: skip
+    gradient_checkpointing: bool = option(
+        "recompute the frozen model's layer activations in the backward pass instead of "
+        "keeping them: less memory for about one more forward pass per step; the shared "
+        "prefix still runs once per batch",
         default=False,
-        metadata=describe(
-            "recompute the frozen model's layer activations in the backward pass instead of "
-            "keeping them: less memory for about one more forward pass per step; the shared "
-            "prefix still runs once per batch"
-        ),
     )
-    share_prefix: bool = field(
+    share_prefix: bool = option(
+        "run a static prompt on a causal LM once per batch and let every row attend to its "
+        "keys/values; off (--no-share-prefix), every row runs the prompt, as PEFT does: "
+        "more work, but one model pass instead of two, which a GPU at small batches can "
+        "run faster (see docs/training.md)",
         default=True,
-        metadata=describe(
-            "run a static prompt on a causal LM once per batch and let every row attend to its "
-            "keys/values; off (--no-share-prefix), every row runs the prompt, as PEFT does: "
-            "more work, but one model pass instead of two, which a GPU at small batches can "
-            "run faster (see docs/training.md)"
-        ),
     )
 
     def __post_init__(self) -> None:
