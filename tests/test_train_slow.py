@@ -11,7 +11,8 @@ pytestmark = pytest.mark.slow
 
 def test_smollm2_mr_train_save_reload(tmp_path: Path) -> None:
     from lrpt.app.cli.eval import load_trained
-    from lrpt.app.data.objectives import make_objective, task_spec
+    from lrpt.app.data.objectives import make_objective
+    from lrpt.app.data.task_format import task_spec
     from lrpt.app.data.tasks import load_task, task_available
     from lrpt.app.train_config import TrainConfig
     from lrpt.app.training.evaluate import predict, subset

@@ -8,15 +8,8 @@ import torch.nn.functional as F
 
 import lrpt
 from lrpt.app.data.examples import Example, TaskData
-from lrpt.app.data.objectives import (
-    ClassifyObjective,
-    GenerateObjective,
-    make_objective,
-    pad,
-    parse_verbalizer,
-    task_spec,
-    unescape,
-)
+from lrpt.app.data.objectives import ClassifyObjective, GenerateObjective, make_objective, pad
+from lrpt.app.data.task_format import parse_verbalizer, task_spec, unescape
 from lrpt.app.training.evaluate import Unprompted
 
 EXAMPLES = [

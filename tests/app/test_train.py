@@ -11,7 +11,8 @@ from conftest import tiny, tiny_encoder
 
 import lrpt
 from lrpt.app.data.examples import Example, TaskData
-from lrpt.app.data.objectives import make_objective, task_spec
+from lrpt.app.data.objectives import make_objective
+from lrpt.app.data.task_format import task_spec
 from lrpt.app.train_config import TrainConfig
 from lrpt.app.training.checkpoint import CHECKPOINT_VERSION
 from lrpt.app.training.loop import batch_indices, lr_lambda, method_defaults, train

@@ -16,7 +16,8 @@ import torch
 
 from lrpt.app.data.examples import TaskData
 from lrpt.app.data.metrics import is_regression
-from lrpt.app.data.objectives import TaskSpec, make_objective, parse_verbalizer, task_spec, unescape
+from lrpt.app.data.objectives import make_objective
+from lrpt.app.data.task_format import TaskSpec, parse_verbalizer, task_spec, unescape
 from lrpt.app.data.tasks import TASKS, load_task
 from lrpt.app.data.user_data import load_user_data
 from lrpt.app.spec import DataSpec, RunSpec

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from lrpt.app.data.metrics import METRICS, check_metric
-from lrpt.app.data.objectives import (
+from lrpt.app.data.task_format import (
     DEFAULT_MAX_INPUT_TOKENS,
     LM_OBJECTIVES,
     check_max_input_tokens,
