@@ -5,15 +5,12 @@ registered through the registry, is picked up by ``lrpt data``, ``lrpt train --t
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import re
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from guides import forget_after_test, load_example
 
 from lrpt.app.bench.suite import is_builtin
 from lrpt.app.cli import main
@@ -26,22 +23,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 GUIDE = Path(__file__).parents[2] / "docs" / "adding-a-task.md"
 TOPICS = Path(__file__).parents[1] / "fixtures" / "topics.jsonl"  # 30 rows, 10 per topic
 NAME = "headlines"
-
-
-def example_source() -> str:
-    """The guide's task module: its first ``python`` code block."""
-    match = re.search(r"```python\n(.*?)```", GUIDE.read_text(), re.S)
-    assert match, f"{GUIDE} has no python code block"
-    return match.group(1)
-
-
-def load_module(path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -58,12 +39,9 @@ def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def headlines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Task:
     """The example written as ``<tmp>/headlines.py`` and registered as the registry line does;
     monkeypatch removes it from the registry afterwards."""
-    path = tmp_path / "headlines.py"
-    path.write_text(example_source())
-    task = load_module(path, "lrpt_example_headlines", monkeypatch).TASK
-    assert task.name == NAME and NAME not in TASKS
-    monkeypatch.setitem(TASKS, NAME, task)  # records "absent", so teardown deletes the key …
-    del TASKS[NAME]  # … that register() adds
+    task = load_example(GUIDE, tmp_path, NAME, monkeypatch).TASK
+    assert task.name == NAME
+    forget_after_test(TASKS, NAME, monkeypatch)
     assert register(task) is task
     assert list(TASKS) == ["mr", "tweets", "bbc", NAME] and get_task(NAME) is task
     return task
