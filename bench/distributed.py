@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lrpt.app.bench.machine import machine_line
+from lrpt.app.training.outdir import RESULTS
 from lrpt.fileio import atomic_write_text
 
 
@@ -63,7 +64,7 @@ def measure(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     subprocess.run(cmd, env=os.environ | env, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     out = Path(cmd[cmd.index("--out") + 1])
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((out / RESULTS).read_text())
     steps, seconds = results["steps"], results["train_seconds"]
     batch = results["training"]["batch_size"]
     return {

@@ -27,8 +27,9 @@ import torch
 import lrpt
 from lrpt.app.bench.machine import machine_line
 from lrpt.app.bench.speed import Variant, measure, ratios
-from lrpt.app.data.datasets import load_task
-from lrpt.app.data.tasks import make_objective, pad, task_spec
+from lrpt.app.data.objectives import make_objective, pad
+from lrpt.app.data.task_format import task_spec
+from lrpt.app.data.tasks import load_task
 from lrpt.fileio import atomic_write_text
 from lrpt.model import IGNORE
 

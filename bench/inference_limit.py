@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from lrpt.app.bench.machine import machine_line, matmul_peak
-from lrpt.app.data.tasks import make_objective
+from lrpt.app.data.objectives import make_objective
 from lrpt.app.runs import eval_data, load_trained
 from lrpt.app.spec import DataSpec
 from lrpt.app.training.evaluate import evaluate, subset

@@ -47,6 +47,7 @@ from lrpt.app.bench.suite import claims as bench_claims
 from lrpt.app.bench.suite.grid import grid_selections
 from lrpt.app.bench.suite.report import rates
 from lrpt.app.bench.suite.schema import SUITES_DIR, Suite, load_suite, suite_path
+from lrpt.app.training.outdir import RESULTS
 
 PENDING = "(pending)"
 FIELD = re.compile(r"\{\{(.*?)\}\}", re.S)  # a field may wrap across lines
@@ -178,7 +179,7 @@ def _one_seed(
         if len(values) < len(configs):
             return PENDING
         return f"{values[0] / values[1]:.3f}" if ratio else f"{values[0]:.3f}"
-    path = found.root / task / config / f"seed{seed}" / "results.json"
+    path = found.root / task / config / f"seed{seed}" / RESULTS
     if not path.is_file():
         return PENDING
     result = json.loads(path.read_text(encoding="utf-8"))

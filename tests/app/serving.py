@@ -19,7 +19,7 @@ import torch
 from conftest import tiny, tiny_encoder
 
 import lrpt
-from lrpt.app.data.tasks import TaskSpec
+from lrpt.app.data.task_format import TaskSpec
 
 MR = TaskSpec(
     "mr", ("negative", "positive"), "accuracy", "Review: {text}\nSentiment:",

@@ -17,8 +17,8 @@ from conftest import tiny, tiny_encoder
 from serving import MR, PROMPTS, Server, save, save_foreign, tar_of
 
 import lrpt
-from lrpt.app.data.datasets import Example
-from lrpt.app.data.tasks import ClassifyObjective, make_objective
+from lrpt.app.data.examples import Example
+from lrpt.app.data.objectives import ClassifyObjective, make_objective
 
 TEXTS = ["a quiet, lovely film", "dull and far too long", "I laughed", "stocks fell sharply"]
 

@@ -14,12 +14,17 @@ from typing import Any
 
 import torch
 
-from lrpt.app.data.datasets import TASKS, TaskData, load_task, load_user_data
+from lrpt.app.data.examples import TaskData
 from lrpt.app.data.metrics import is_regression
-from lrpt.app.data.tasks import TaskSpec, make_objective, parse_verbalizer, task_spec, unescape
+from lrpt.app.data.objectives import make_objective
+from lrpt.app.data.task_format import TaskSpec, parse_verbalizer, task_spec, unescape
+from lrpt.app.data.tasks import TASKS, load_task
+from lrpt.app.data.user_data import load_user_data
 from lrpt.app.spec import DataSpec, RunSpec
 from lrpt.app.training.distributed import SINGLE, Dist, from_environment, shard_base
-from lrpt.app.training.loop import Run, check_out, train
+from lrpt.app.training.loop import train
+from lrpt.app.training.outdir import check_out
+from lrpt.app.training.state import Run
 from lrpt.family import Family
 from lrpt.methods import method_class
 

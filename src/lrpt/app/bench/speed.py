@@ -159,7 +159,8 @@ def _summary(v: Variant) -> dict[str, Any]:
 def task_texts(task: str, count: int) -> tuple[list[str], list[str], Any]:
     """``count`` rendered training inputs of ``task`` (a task key or a data file) and their
     answer words: its first ``count`` training examples, cycled when it has fewer."""
-    from lrpt.app.data.datasets import TASKS, load_task, load_user_data
+    from lrpt.app.data.tasks import TASKS, load_task
+    from lrpt.app.data.user_data import load_user_data
 
     data = load_task(task) if task in TASKS else load_user_data(task)
     rows = [data.train[i % len(data.train)] for i in range(count)]

@@ -11,8 +11,8 @@ import json
 import sys
 
 from lrpt.app.cli.flags import add_family_argument, add_placement_flags, placement
-from lrpt.app.data.datasets import Example
-from lrpt.app.data.tasks import make_objective
+from lrpt.app.data.examples import Example
+from lrpt.app.data.objectives import make_objective
 from lrpt.app.runs import load_trained, with_overrides
 
 

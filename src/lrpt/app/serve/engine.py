@@ -31,8 +31,8 @@ from typing import Any
 
 import torch
 
-from lrpt.app.data.datasets import Example
-from lrpt.app.data.tasks import ClassifyObjective, pad
+from lrpt.app.data.examples import Example
+from lrpt.app.data.objectives import ClassifyObjective, pad
 from lrpt.app.serve.metrics import ServeMetrics
 from lrpt.app.serve.store import PromptStore, Served
 from lrpt.bank import PromptBank

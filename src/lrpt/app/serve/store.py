@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lrpt.app.data.tasks import ClassifyObjective, TaskSpec, make_objective
+from lrpt.app.data.objectives import ClassifyObjective, make_objective
+from lrpt.app.data.task_format import TaskSpec
 from lrpt.app.runs import load_encoder
 from lrpt.artifact import FILES, JSON_NAME, ArtifactError, load_prompt, read_artifact
 from lrpt.family import Family

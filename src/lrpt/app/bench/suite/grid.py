@@ -9,7 +9,7 @@ from typing import Any
 
 from lrpt.app.bench.suite.records import finished_record
 from lrpt.app.bench.suite.schema import Suite, SuiteRun
-from lrpt.app.training.loop import CHECKPOINT
+from lrpt.app.training.outdir import CHECKPOINT
 
 
 def resolve(suite: Suite, run: SuiteRun, root: Path) -> SuiteRun | None:

@@ -15,7 +15,7 @@ from lrpt.app.bench.suite import compare as bench_compare
 from lrpt.app.bench.suite.grid import finished_points, grid_selections, resolve
 from lrpt.app.bench.suite.records import finished_record
 from lrpt.app.bench.suite.schema import Suite, load_suite
-from lrpt.app.training.loop import RESULTS
+from lrpt.app.training.outdir import RESULTS
 from lrpt.fileio import atomic_write_bytes, atomic_write_text
 
 SUMMARY_FILES = ("summary.json", "summary.md", "summary.png")

@@ -25,7 +25,7 @@ from lrpt.app.bench.suite.records import (
 )
 from lrpt.app.bench.suite.report import fmt, write_summary
 from lrpt.app.bench.suite.schema import Suite, SuiteRun
-from lrpt.app.training.loop import CHECKPOINT, RESULTS
+from lrpt.app.training.outdir import CHECKPOINT, RESULTS
 from lrpt.fileio import atomic_write, atomic_write_text
 
 RUN_SPEC = "spec.json"  # the run spec the child trains (lrpt train --config)

@@ -135,7 +135,7 @@ class Suite:
 
 def is_builtin(task: str) -> bool:
     """Whether ``task`` names a built-in task (else it is a data file, as ``lrpt train --data``)."""
-    from lrpt.app.data.datasets import TASKS
+    from lrpt.app.data.tasks import TASKS
 
     return task in TASKS
 
