@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from lrpt.app.data.tasks import ClassifyObjective, TaskSpec, make_objective
-from lrpt.app.runs import load_encoder
-from lrpt.artifact import FILES, JSON_NAME, ArtifactError, load_prompt, read_artifact
+from lrpt.app.trained import load_onto, trained_task
+from lrpt.artifact import FILES, JSON_NAME, ArtifactError, read_artifact
 from lrpt.family import Family
 from lrpt.fileio import atomic_dir, fsync_dir, write_synced
-from lrpt.methods import method_class
 from lrpt.model import PromptedModel
 
 log = logging.getLogger("lrpt.serve")
@@ -89,7 +88,7 @@ class PromptStore:
         self.model_key = model_key
         self.prompts: dict[str, Served] = {}
         self.refused: dict[str, str] = {}
-        self._encoders: dict[str, Any] = {}
+        self._encoders: dict[str | None, Any] = {}
         self._objectives: dict[str, ClassifyObjective | None] = {}
         self._write_lock = threading.Lock()
 
@@ -142,19 +141,10 @@ class PromptStore:
     def load(self, path: Path, name: str) -> Served:
         """The artifact at ``path`` loaded and validated onto the served model."""
         meta = read_artifact(path)
-        encoder = None
-        if not method_class(meta["method"]).static:
-            recorded = (meta.get("encoder") or {}).get("name")
-            key = recorded or ""
-            if key not in self._encoders:
-                self._encoders[key] = load_encoder(
-                    meta["method"], self.model_key, recorded, self.model.device
-                )[0]
-            encoder = self._encoders[key]
-        pm = load_prompt(path, self.model, self.tokenizer, encoder=encoder)
+        pm = load_onto(path, meta, self.model, self.tokenizer, self.model_key,
+                       device=self.model.device, encoders=self._encoders)  # fmt: skip
         pm.method.eval()  # the frozen model is in eval mode already
-        task = (meta.get("training") or {}).get("task")
-        spec = TaskSpec.from_dict(task) if isinstance(task, dict) else None
+        spec = trained_task(meta)
         objective = self._objective(spec) if spec is not None else None
         size = sum((path / f).stat().st_size for f in FILES)
         return Served(name, pm, meta, spec, objective, size)
