@@ -14,9 +14,12 @@ Each iteration of the model thread
 
 So a request that arrives while others decode joins at the next step (iteration-level, or
 continuous, batching) instead of waiting for the batch to finish. Requests wait in a bounded
-queue: a full queue refuses new work (:class:`Overloaded`) instead of growing without bound, and
-so does a queue longer than the request's timeout at the rate requests recently finished (it
-would only time out waiting).
+queue: a full queue refuses new work (:class:`~lrpt.app.serve.errors.Overloaded`) instead of
+growing without bound, and so does a queue longer than the request's timeout at the rate
+requests recently finished (it would only time out waiting).
+
+The engine speaks in :mod:`~lrpt.app.serve.jobs` (typed jobs in, typed events out) and
+:mod:`~lrpt.app.serve.errors`; it knows nothing of HTTP.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,8 @@ import torch
 
 from lrpt.app.data.datasets import Example
 from lrpt.app.data.tasks import ClassifyObjective, pad
+from lrpt.app.serve.errors import Internal, Overloaded, TimedOut, Unavailable
+from lrpt.app.serve.jobs import ClassifyJob, Delta, Done, Failed, GenerateJob, Job, Labels
 from lrpt.app.serve.metrics import ServeMetrics
 from lrpt.app.serve.store import PromptStore, Served
 from lrpt.bank import PromptBank
@@ -41,53 +45,6 @@ from lrpt.prefix_cache import PrefixCache
 
 log = logging.getLogger("lrpt.serve")
 RATE_WINDOW = 30.0  # seconds of recent completions that estimate the service rate
-
-
-class Overloaded(Exception):
-    """The queue is full: retry later."""
-
-
-class Unavailable(Exception):
-    """The server is shutting down."""
-
-
-@dataclass
-class Failure:
-    """An error delivered to a request: HTTP status, message, the field at fault, a code."""
-
-    status: int
-    message: str
-    param: str | None = None
-    code: str | None = None
-
-
-Deliver = Callable[[tuple[Any, ...]], None]
-
-
-@dataclass(eq=False)
-class Job:
-    """One request: its prompt (a name, or the base model's), where results go, its deadline."""
-
-    prompt: str
-    deliver: Deliver
-    deadline: float
-    cancelled: bool = False
-
-
-@dataclass(eq=False)
-class ClassifyJob(Job):
-    texts: list[str] = field(default_factory=list)
-
-
-@dataclass(eq=False)
-class GenerateJob(Job):
-    ids: list[int] = field(default_factory=list)
-    text: str = ""
-    max_tokens: int = 16
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -101,12 +58,12 @@ class _Row:
 
 
 class Engine:
-    """Runs the store's prompts (and the bare base model, as ``base_name``) on one thread."""
+    """Runs the store's prompts (and the bare base model, by the store's ``model_key``) on one
+    thread."""
 
     def __init__(
         self,
         store: PromptStore,
-        base_name: str,
         metrics: ServeMetrics,
         *,
         max_batch: int = 32,
@@ -114,26 +71,25 @@ class Engine:
         prefix_cache_bytes: int = 1 << 30,
     ) -> None:
         self.store = store
-        self.base_name = base_name
         self.metrics = metrics
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.model = store.model
-        self.tokenizer = store.tokenizer
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        tokenizer = store.tokenizer
+        self.tokenizer = tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         eos = self.model.generation_config.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.cache = PrefixCache(prefix_cache_bytes)
         self.bank = PromptBank(prefix_cache=self.cache)
         self.lock = threading.Lock()  # held while the model runs and while prompts change
+        self._retired: set[str] = set()  # bank keys of prompts replaced or deleted since
         self._cond = threading.Condition()
         self._pending: deque[Job] = deque()
         self._rows: list[_Row] = []
         self._running: Running | None = None
         self._closing = False
         self._completed: deque[float] = deque(maxlen=4096)  # when recent requests finished
-        for served in store.prompts.values():
-            self._add(served)
         self._thread = threading.Thread(target=self._loop, name="lrpt-engine", daemon=True)
 
     # ------------------------------------------------------------------ control
@@ -189,24 +145,38 @@ class Engine:
         return len(self._rows)
 
     # ------------------------------------------------------------------ prompts
-    def _add(self, served: Served) -> None:
-        if served.batched:
-            self.bank.add(served.name, served.pm, replace=True)
-        else:
-            self.bank.remove(served.name)
-
     def install(self, served: Served) -> None:
         """Serve ``served`` (in place of a prompt of that name) from the next batch on."""
         with self.lock:
-            self._add(served)
-            self.store.prompts[served.name] = served
+            self._retire(served.name)
+            self.store.register(served)
 
     def uninstall(self, name: str) -> None:
         """Stop serving prompt ``name`` and delete it from the store."""
         with self.lock:
-            self.bank.remove(name)
-            self.store.delete(name)
-            self.store.prompts.pop(name, None)
+            self._retire(name)
+            self.store.remove(name)
+
+    def _retire(self, name: str) -> None:
+        old = self.store.prompts.get(name)
+        if old is not None:
+            self._retired.add(old.key)
+
+    def _bank_key(self, served: Served) -> str:
+        """The mixed-prompt bank's name for ``served``, added on first use. Prompts enter the
+        bank by load (a replaced prompt's requests already queued run the version they were
+        accepted with) and retired ones leave it once no queued request needs them."""
+        if served.key not in self.bank.prompts:
+            self.bank.add(served.key, served.pm)
+            if self.store.prompts.get(served.name) is not served:
+                self._retired.add(served.key)
+        return served.key
+
+    def _sweep(self) -> None:
+        needed = {job.served.key for job in self._pending if job.served is not None}
+        for key in [k for k in self._retired if k not in needed]:
+            self.bank.remove(key)
+            self._retired.discard(key)
 
     # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:
@@ -229,11 +199,13 @@ class Engine:
                 self._classify(classify)
                 self._admit(generate)
                 self._decode()
+                with self._cond:
+                    self._sweep()
         except Exception as err:  # a bug must not kill the thread: fail what it touched
             log.exception("the model thread failed an iteration")
-            failure = Failure(500, f"internal error: {type(err).__name__}: {err}")
+            failure = Failed(Internal(f"internal error: {type(err).__name__}: {err}"))
             for job in [*classify, *generate, *(row.job for row in self._rows)]:
-                job.deliver(("error", failure))
+                job.deliver(failure)
             self._rows, self._running = [], None
         self.metrics.decoding.set(len(self._rows))
 
@@ -249,7 +221,7 @@ class Engine:
             if job.cancelled:
                 continue
             if now > job.deadline:
-                job.deliver(("error", _timeout()))
+                job.deliver(Failed(TimedOut()))
             elif isinstance(job, ClassifyJob) and (
                 not classify or texts + len(job.texts) <= self.max_batch
             ):
@@ -262,17 +234,6 @@ class Engine:
         self._pending = keep
         return classify, generate
 
-    def _resolve(self, job: Job) -> Served | None:
-        """The prompt ``job`` names now (None: the base model); a vanished prompt fails it."""
-        if job.prompt == self.base_name:
-            return None
-        served = self.store.prompts.get(job.prompt)
-        if served is None:
-            job.deliver(("error", Failure(404, f"no prompt {job.prompt!r}", "model",
-                                          "model_not_found")))  # fmt: skip
-            raise LookupError(job.prompt)
-        return served
-
     # ------------------------------------------------------------------ classification
     def _classify(self, jobs: list[ClassifyJob]) -> None:
         rows: list[list[int]] = []
@@ -280,19 +241,11 @@ class Engine:
         tasks: list[str] = []
         owners: list[tuple[ClassifyJob, ClassifyObjective, int]] = []  # first row per text
         for job in jobs:
-            try:
-                served = self._resolve(job)
-            except LookupError:
-                continue
-            objective = served.objective if served is not None else None
-            if served is None or objective is None:
-                job.deliver(("error", Failure(400, f"prompt {job.prompt!r} has no classification "
-                                              "task", "model", "not_a_classifier")))  # fmt: skip
-                continue
+            served, objective = job.served, job.objective
             if not served.batched:
                 batch = objective.collate([Example(t, "") for t in job.texts], golds=False)
                 scores = objective.scores(served.pm, batch)
-                job.deliver(("result", [_labelled(objective, s) for s in scores]))
+                job.deliver(Labels(tuple(_labelled(objective, s) for s in scores)))
                 self._completed_one()
                 self.metrics.batch("classify", len(job.texts))
                 continue
@@ -303,7 +256,7 @@ class Engine:
                 for word in words:
                     rows.append(row)
                     tails.append(word[:-1])
-                    tasks.append(job.prompt)
+                    tasks.append(self._bank_key(served))
         if not rows:
             return
         width = 1 + max(len(t) for t in tails)
@@ -317,17 +270,14 @@ class Engine:
             scores = _scores(objective, logp, first)
             results.setdefault(id(job), []).append(_labelled(objective, scores))
         for job in dict.fromkeys(job for job, _, _ in owners):
-            job.deliver(("result", results[id(job)]))
+            job.deliver(Labels(tuple(results[id(job)])))
             self._completed_one()
 
     # ------------------------------------------------------------------ generation
     def _admit(self, jobs: list[GenerateJob]) -> None:
         shared: list[GenerateJob] = []
         for job in jobs:
-            try:
-                served = self._resolve(job)
-            except LookupError:
-                continue
+            served = job.served
             if served is not None and served.batched:
                 shared.append(job)
                 continue
@@ -344,7 +294,8 @@ class Engine:
         if shared:
             ids, mask = pad([job.ids for job in shared], self.pad_id, left=True)
             device = self.model.device
-            new = self.bank.prefill(ids.to(device), mask.to(device), [j.prompt for j in shared])
+            keys = [self._bank_key(job.served) for job in shared if job.served is not None]
+            new = self.bank.prefill(ids.to(device), mask.to(device), keys)
             self._join(new, shared)
         if jobs:
             self.metrics.batch("prefill", len(jobs))
@@ -353,8 +304,8 @@ class Engine:
         self._running = new if self._running is None else self._running.join(new)
         for job in jobs:
             generator = torch.Generator(device="cpu")
-            if job.seed is not None:
-                generator.manual_seed(job.seed)
+            if job.sampling.seed is not None:
+                generator.manual_seed(job.sampling.seed)
             else:
                 generator.seed()
             self._rows.append(_Row(job, generator))
@@ -370,9 +321,11 @@ class Engine:
             if job.cancelled:
                 continue
             if now > job.deadline:
-                job.deliver(("error", _timeout()))
+                job.deliver(Failed(TimedOut()))
                 continue
-            token = choose(self._running.logits[i], job.temperature, job.top_p, row.generator)
+            sampling = job.sampling
+            token = choose(self._running.logits[i], sampling.temperature, sampling.top_p,
+                           row.generator)  # fmt: skip
             if token in self.eos:
                 self._finish(row, "stop")
                 continue
@@ -411,21 +364,16 @@ class Engine:
         while end > row.sent and text[end - 1] == "\ufffd":
             end -= 1
         if end > row.sent:
-            row.job.deliver(("delta", text[row.sent : end]))
+            row.job.deliver(Delta(text[row.sent : end]))
             row.sent = end
         return False
 
     def _finish(self, row: _Row, reason: str) -> None:
         text, _ = self._text(row)
         if len(text) > row.sent:
-            row.job.deliver(("delta", text[row.sent :]))
-        usage = {"prompt_tokens": len(row.job.ids), "completion_tokens": len(row.tokens)}
-        row.job.deliver(("done", reason, usage))
+            row.job.deliver(Delta(text[row.sent :]))
+        row.job.deliver(Done(reason, len(row.job.ids), len(row.tokens)))
         self._completed_one()
-
-
-def _timeout() -> Failure:
-    return Failure(504, "the request ran past its timeout", None, "timeout")
 
 
 def _scores(objective: ClassifyObjective, logp: torch.Tensor, first: int) -> torch.Tensor:
