@@ -147,3 +147,25 @@ def test_a_request_that_would_time_out_waiting_is_refused_at_once(store_dir: Pat
         _classify(engine, "sent-ulpt", Sink(), ["x"], 10)
     _classify(engine, "sent-ulpt", Sink(), ["x"], 20)  # 20 s: it fits
     assert engine.queued == 4
+
+
+def test_a_replaced_prompt_serves_its_queued_requests_then_leaves_the_bank(
+    store_dir: Path,
+) -> None:
+    engine = _engine(store_dir)
+    queued = Sink()
+    _classify(engine, "sent-ulpt", queued, [TEXTS[0]], 60)
+    old = engine.store.prompts["sent-ulpt"]
+    engine.install(engine.store.load(store_dir / "topic-dpt", "sent-ulpt"))  # a new version
+    engine.step()
+    expected = {"old": _scores_alone(store_dir, "sent-ulpt", TEXTS[0]),
+                "new": _scores_alone(store_dir, "topic-dpt", TEXTS[0])}  # fmt: skip
+    (labels,) = queued.events
+    assert isinstance(labels, Labels)
+    assert list(labels.results[0]["scores"].values()) == pytest.approx(expected["old"], abs=1e-4)
+    assert old.key not in engine.bank.prompts  # retired: no queued request needs it
+    later = Sink()
+    _classify(engine, "sent-ulpt", later, [TEXTS[0]], 60)
+    engine.step()
+    scores = later.events[0].results[0]["scores"]  # type: ignore[union-attr]
+    assert list(scores.values()) == pytest.approx(expected["new"], abs=1e-4)

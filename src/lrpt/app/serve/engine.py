@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any
 
 import torch
@@ -36,30 +36,36 @@ import torch
 from lrpt.app.data.datasets import Example
 from lrpt.app.data.tasks import ClassifyObjective, pad
 from lrpt.app.serve.errors import Internal, Overloaded, TimedOut, Unavailable
-from lrpt.app.serve.jobs import ClassifyJob, Delta, Done, Failed, GenerateJob, Job, Labels
+from lrpt.app.serve.jobs import (
+    FEATURES,
+    ClassifyJob,
+    Done,
+    Failed,
+    GenerateJob,
+    Job,
+    Labels,
+    Scored,
+    TokenLogprob,
+)
 from lrpt.app.serve.metrics import ServeMetrics
+from lrpt.app.serve.rows import Row, token_logprobs
 from lrpt.app.serve.store import PromptStore, Served
 from lrpt.bank import PromptBank
-from lrpt.decoding import Running, choose, prefill
+from lrpt.decoding import Running, prefill
+from lrpt.model import lead_token_id
 from lrpt.prefix_cache import PrefixCache
 
 log = logging.getLogger("lrpt.serve")
 RATE_WINDOW = 30.0  # seconds of recent completions that estimate the service rate
-
-
-@dataclass
-class _Row:
-    """A generation request being decoded."""
-
-    job: GenerateJob
-    generator: torch.Generator
-    tokens: list[int] = field(default_factory=list)
-    sent: int = 0  # characters of the decoded text already delivered
+SCORE_ELEMENTS = 1 << 27  # logits per forward that scores prompts (echo): 512 MB in float32
 
 
 class Engine:
     """Runs the store's prompts (and the bare base model, by the store's ``model_key``) on one
-    thread."""
+    thread (a :class:`~lrpt.app.serve.jobs.ServingEngine` that implements every feature)."""
+
+    name = "lrpt"
+    supports = FEATURES
 
     def __init__(
         self,
@@ -78,6 +84,7 @@ class Engine:
         tokenizer = store.tokenizer
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.lead = lead_token_id(tokenizer)
         eos = self.model.generation_config.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.cache = PrefixCache(prefix_cache_bytes)
@@ -86,7 +93,7 @@ class Engine:
         self._retired: set[str] = set()  # bank keys of prompts replaced or deleted since
         self._cond = threading.Condition()
         self._pending: deque[Job] = deque()
-        self._rows: list[_Row] = []
+        self._rows: list[Row] = []
         self._running: Running | None = None
         self._closing = False
         self._completed: deque[float] = deque(maxlen=4096)  # when recent requests finished
@@ -103,21 +110,21 @@ class Engine:
             self._cond.notify()
         self._thread.join()
 
-    def submit(self, job: Job) -> None:
-        """Queue ``job``. Raises :class:`Overloaded` when the queue is full and
-        :class:`Unavailable` when shutting down."""
+    def submit(self, *jobs: Job) -> None:
+        """Queue every job of a request, or none: raises :class:`Overloaded` when the queue
+        has no room for them all and :class:`Unavailable` when shutting down."""
         with self._cond:
             if self._closing:
                 raise Unavailable("the server is shutting down")
-            if len(self._pending) >= self.max_queue:
+            if len(self._pending) + len(jobs) > self.max_queue:
                 raise Overloaded(f"the queue is full ({self.max_queue} requests waiting)")
             wait = self._expected_wait()
-            if wait > job.deadline - time.monotonic():
+            if wait > min(job.deadline for job in jobs) - time.monotonic():
                 raise Overloaded(
                     f"{len(self._pending)} requests are waiting, about {wait:.0f} s of work at "
                     "the recent rate: more than this request's timeout"
                 )
-            self._pending.append(job)
+            self._pending.extend(jobs)
             self.metrics.queue_depth.set(len(self._pending))
             self._cond.notify()
 
@@ -275,40 +282,93 @@ class Engine:
 
     # ------------------------------------------------------------------ generation
     def _admit(self, jobs: list[GenerateJob]) -> None:
-        shared: list[GenerateJob] = []
+        """Score the prompts that ask for it (``score_prompt``), then prefill the rows that
+        generate and let them join the running batch."""
+        self._score([job for job in jobs if job.score_prompt])
+        generate = []
         for job in jobs:
-            served = job.served
-            if served is not None and served.batched:
-                shared.append(job)
-                continue
-            ids = torch.tensor([job.ids], device=self.model.device)
-            mask = torch.ones_like(ids)
-            if served is None:
-                embeds = self.model.get_input_embeddings()(ids)
-                positions = torch.arange(ids.shape[1], device=ids.device)[None]
-                self._join(prefill(self.model, embeds, mask, positions), [job])
+            if job.max_tokens > 0:
+                generate.append(job)
             else:
-                ins = served.pm.insert(ids, mask, texts=[job.text])
-                new = prefill(self.model, ins.embeds, ins.attention_mask, ins.position_ids)
-                self._join(new, [job])
-        if shared:
-            ids, mask = pad([job.ids for job in shared], self.pad_id, left=True)
+                job.deliver(Done("length", len(job.ids), 0))
+                self._completed_one()
+        shared = [job for job in generate if job.served is not None and job.served.batched]
+        for job in generate:
+            if job.served is None or not job.served.batched:
+                ids = torch.tensor([job.ids], device=self.model.device)
+                embeds, mask, positions, _ = self._alone(job, ids)
+                self._join(prefill(self.model, embeds, mask, positions), [job])
+        for group in self._by_lead(shared):
+            ids, mask = pad([job.ids for job in group], self.pad_id, left=True)
             device = self.model.device
-            keys = [self._bank_key(job.served) for job in shared if job.served is not None]
-            new = self.bank.prefill(ids.to(device), mask.to(device), keys)
-            self._join(new, shared)
+            keys = [self._bank_key(job.served) for job in group if job.served is not None]
+            self._join(self.bank.prefill(ids.to(device), mask.to(device), keys), group)
         if jobs:
             self.metrics.batch("prefill", len(jobs))
 
+    def _alone(
+        self, job: GenerateJob, ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Input embeddings, mask, positions and each token's slot of a row that runs by
+        itself: the base model's tokens, or the tokens with an instance-dependent prompt."""
+        mask = torch.ones_like(ids)
+        slots = torch.arange(ids.shape[1], device=ids.device)[None]
+        if job.served is None:
+            return self.model.get_input_embeddings()(ids), mask, slots, slots
+        ins = job.served.pm.insert(ids, mask, texts=[job.text])
+        return ins.embeds, ins.attention_mask, ins.position_ids, ins.token_positions
+
+    def _by_lead(self, jobs: list[GenerateJob]) -> list[list[GenerateJob]]:
+        """``jobs`` in groups whose token ids all start with the lead BOS, or none do (a shared
+        prefix batch needs one or the other)."""
+        lead = sorted(jobs, key=lambda job: job.ids[0] == self.lead)
+        return [list(group) for _, group in groupby(lead, key=lambda j: j.ids[0] == self.lead)]
+
+    def _score(self, jobs: list[GenerateJob]) -> None:
+        """Deliver each job's prompt tokens with their log-probabilities (:class:`Scored`)."""
+        for job in jobs:
+            if job.served is None or not job.served.batched:
+                ids = torch.tensor([job.ids], device=self.model.device)
+                embeds, mask, positions, slots = self._alone(job, ids)
+                out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions)
+                # each token after the first is predicted by the slot before its own
+                self._scored(job, out.logits[0, slots[0, 1:] - 1])
+        shared = [job for job in jobs if job.served is not None and job.served.batched]
+        vocab = int(self.model.get_input_embeddings().weight.shape[0])
+        for group in self._by_lead(shared):
+            chunk: list[GenerateJob] = []
+            for job in sorted(group, key=lambda j: len(j.ids)):
+                if chunk and (len(chunk) + 1) * len(job.ids) * vocab > SCORE_ELEMENTS:
+                    self._score_shared(chunk)
+                    chunk = []
+                chunk.append(job)
+            self._score_shared(chunk)
+
+    def _score_shared(self, jobs: list[GenerateJob]) -> None:
+        """Score prompts of shared-prefix prompts in one mixed-prompt forward: a token after the
+        lead BOS is predicted by the prompt's last slot, in the cached prefix."""
+        ids, mask = pad([job.ids for job in jobs], self.pad_id, left=True)
+        device = self.model.device
+        keys = [self._bank_key(job.served) for job in jobs if job.served is not None]
+        logits = self.bank(ids.to(device), mask.to(device), keys).logits  # (B, L, V)
+        width = ids.shape[1]
+        for b, (job, key) in enumerate(zip(jobs, keys, strict=True)):
+            rows = logits[b, width - len(job.ids) : width - 1]
+            if job.ids[0] == self.lead and len(job.ids) > 1:
+                last = self.bank.prefix_state(key, True).last_logits[0]
+                rows = torch.cat([last[None].to(rows.dtype), rows[1:]])
+            self._scored(job, rows)
+
+    def _scored(self, job: GenerateJob, logits: torch.Tensor) -> None:
+        """Deliver ``job``'s prompt tokens scored by ``logits (L - 1, V)`` (the first one has
+        no score)."""
+        k = job.logprobs or 0
+        first = TokenLogprob(job.ids[0], None, None)
+        job.deliver(Scored((first, *token_logprobs(logits, job.ids[1:], k))))
+
     def _join(self, new: Running, jobs: list[GenerateJob]) -> None:
         self._running = new if self._running is None else self._running.join(new)
-        for job in jobs:
-            generator = torch.Generator(device="cpu")
-            if job.sampling.seed is not None:
-                generator.manual_seed(job.sampling.seed)
-            else:
-                generator.seed()
-            self._rows.append(_Row(job, generator))
+        self._rows.extend(Row(job, self.tokenizer) for job in jobs)
 
     def _decode(self) -> None:
         if self._running is None:
@@ -323,18 +383,15 @@ class Engine:
             if now > job.deadline:
                 job.deliver(Failed(TimedOut()))
                 continue
-            sampling = job.sampling
-            token = choose(self._running.logits[i], sampling.temperature, sampling.top_p,
-                           row.generator)  # fmt: skip
+            logits = self._running.logits[i]
+            token = row.pick(logits)
             if token in self.eos:
-                self._finish(row, "stop")
+                row.finish("stop")
+            elif row.advance(logits, token) is None:
+                keep.append(i)
+                tokens.append(token)
                 continue
-            row.tokens.append(token)
-            if self._emit(row) or len(row.tokens) >= job.max_tokens:
-                self._finish(row, "stop" if self._stopped(row) else "length")
-                continue
-            keep.append(i)
-            tokens.append(token)
+            self._completed_one()
         self.metrics.batch("decode", len(self._rows))
         self.metrics.tokens.inc(len(tokens))
         if len(keep) < len(self._rows):
@@ -343,37 +400,6 @@ class Engine:
         if self._running is not None:
             step = torch.tensor(tokens, device=self._running.mask.device)
             self._running = self._running.step(self.model, step)
-
-    def _text(self, row: _Row) -> tuple[str, bool]:
-        """The row's text so far, cut before its first stop string; whether one was found."""
-        text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
-        cuts = [text.find(s) for s in row.job.stop if s in text]
-        return (text[: min(cuts)], True) if cuts else (text, False)
-
-    def _stopped(self, row: _Row) -> bool:
-        return self._text(row)[1]
-
-    def _emit(self, row: _Row) -> bool:
-        """Deliver the new text a row may show (holding back what could start a stop string or
-        an unfinished character); → whether a stop string ended it."""
-        text, stopped = self._text(row)
-        if stopped:
-            return True
-        hold = max((len(s) for s in row.job.stop), default=1) - 1
-        end = len(text) - hold
-        while end > row.sent and text[end - 1] == "\ufffd":
-            end -= 1
-        if end > row.sent:
-            row.job.deliver(Delta(text[row.sent : end]))
-            row.sent = end
-        return False
-
-    def _finish(self, row: _Row, reason: str) -> None:
-        text, _ = self._text(row)
-        if len(text) > row.sent:
-            row.job.deliver(Delta(text[row.sent :]))
-        row.job.deliver(Done(reason, len(row.job.ids), len(row.tokens)))
-        self._completed_one()
 
 
 def _scores(objective: ClassifyObjective, logp: torch.Tensor, first: int) -> torch.Tensor:
