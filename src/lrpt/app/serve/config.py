@@ -92,6 +92,14 @@ class ServeConfig:
         default=1024, metadata=option("memory cap of the prompt-prefix LRU cache", at_least=0)
     )
     log_level: str = field(default="info", metadata=option("log level", choices=LOG_LEVELS))
+    chat_template: Path | None = field(
+        default=None,
+        metadata=option(
+            "a Jinja chat template for /v1/chat/completions and /tokenize "
+            "(default: the tokenizer's)",
+            metavar="FILE",
+        ),
+    )
 
     def __post_init__(self) -> None:
         for key in ("api_key", "admin_key"):  # an empty key (e.g. LRPT_API_KEY=) is no key
@@ -113,6 +121,8 @@ class ServeConfig:
             )
         if self.prompts.exists() and not self.prompts.is_dir():
             raise ValueError(f"--prompts {str(self.prompts)!r} is a file, not a directory")
+        if self.chat_template is not None and not Path(self.chat_template).is_file():
+            raise ValueError(f"--chat-template {str(self.chat_template)!r} is not a file")
 
     @property
     def prefix_cache_bytes(self) -> int:
