@@ -8,7 +8,8 @@ Each iteration of the model thread
    prompted model;
 2. admits waiting generation requests into the running batch, up to ``max_batch`` rows:
    shared-prefix prompts are prefilled together by :meth:`PromptBank.prefill`, the others (the
-   base model, instance-dependent prompts) with the prompt inside their input;
+   base model, instance-dependent prompts) with the prompt inside their input; a request that
+   asks for its prompt's tokens scored (``echo``) gets them first, from one forward over them;
 3. advances every running row by one token (:meth:`lrpt.decoding.Running.step`), whatever its
    prompt, and lets finished rows leave.
 
@@ -180,6 +181,8 @@ class Engine:
         return served.key
 
     def _sweep(self) -> None:
+        if not self._retired:
+            return
         needed = {job.served.key for job in self._pending if job.served is not None}
         for key in [k for k in self._retired if k not in needed]:
             self.bank.remove(key)
