@@ -220,7 +220,7 @@ def training_variants(
 ) -> list[Variant]:  # fmt: skip
     """One training-step variant per method, plus lrpt's naive pt and PEFT's pt; with
     ``naive``, each other static method also without the shared prefix (``M (naive)``)."""
-    from lrpt.app.runs import load_encoder
+    from lrpt.app.trained import load_encoder
 
     variants = []
     for key in methods:
