@@ -78,3 +78,23 @@ def test_no_task_specific_branch_outside_the_tasks_module() -> None:
         own = path.parent == APP / "data" / "tasks" and path.stem in TASKS
         branches = _compared_strings(path) & set(TASKS) - ({path.stem} if own else set())
         assert not branches, f"{path.relative_to(SRC)} branches on task(s) {sorted(branches)}"
+
+
+def test_only_the_entry_point_imports_the_commands() -> None:
+    """``lrpt.app.cli`` sits on the top floor: nothing but ``python -m lrpt`` imports it."""
+    for path in sorted(SRC.rglob("*.py")):
+        if path.is_relative_to(CLI) or path == SRC / "__main__.py":
+            continue
+        up = sorted(name for name in _imports(path) if name.startswith("lrpt.app.cli"))
+        assert not up, f"{path.relative_to(SRC)} imports {up}"
+    assert "lrpt.app.cli" in _imports(SRC / "__main__.py")
+
+
+def test_no_application_module_is_long() -> None:
+    """One job a module: none of the application's modules exceeds 500 lines."""
+    long = {
+        str(path.relative_to(SRC)): n
+        for path in sorted(APP.rglob("*.py"))
+        if (n := len(path.read_text().splitlines())) > 500
+    }
+    assert not long, long
