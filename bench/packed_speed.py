@@ -43,6 +43,7 @@ import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import lrpt
+from lrpt import packed as packed_module
 from lrpt.bank import PromptBank
 from lrpt.base_models import load_model
 from lrpt.labels import IGNORE
@@ -55,12 +56,6 @@ SHAPES = {  # layers, width, MLP, heads, key-value heads, vocabulary
     "tiny": (2, 64, 128, 4, 2, 512),  # a smoke test of the script
 }
 PATHS = ("packed", "shared", "naive")
-PAIRS = {  # reported ratios: numerator / denominator (names as in the report)
-    "train": [("packed", "shared"), ("packed", "naive"), ("shared", "naive"), ("dense", "packed")],
-    "infer": [("packed", "shared"), ("packed", "naive"), ("shared", "naive")],
-    "mixed": [("packed mixed", "packed one"), ("shared mixed", "shared one"),
-              ("packed mixed", "shared one"), ("packed one", "shared one")],
-}  # fmt: skip
 
 Step = Callable[[], Any]
 
@@ -106,9 +101,30 @@ def prompted(model: Any, tokenizer: Any, num_tokens: int, seed: int, path: str) 
                              path=path, share_prefix=path != "naive")  # fmt: skip
 
 
-def train_steps(model: Any, tokenizer: Any, rows: dict, n: int, dense: bool) -> dict[str, Step]:
+def with_kernel(kernel: str, device: torch.device, step: Step) -> Step:
+    """``step`` with the packed pass's rows attending by ``kernel`` (see lrpt.packed.KERNELS)."""
+
+    def run() -> Any:
+        packed_module.KERNELS[device.type] = kernel
+        return step()
+
+    return run
+
+
+def packed_names(kernels: list[str]) -> list[tuple[str, str]]:
+    """(variant name, kernel) of the packed path: ``packed``, or ``packed <kernel>`` each."""
+    return [("packed" if len(kernels) == 1 else f"packed {k}", k) for k in kernels]
+
+
+def train_steps(
+    model: Any, tokenizer: Any, rows: dict, n: int, kernels: list[str], dense: bool
+) -> dict[str, Step]:
     steps: dict[str, Step] = {}
-    for path in PATHS:
+    for name, kernel in packed_names(kernels):
+        pm = prompted(model, tokenizer, n, 0, "packed")
+        step = _adamw_step(pm, lambda pm=pm: pm(**rows).loss)
+        steps[name] = with_kernel(kernel, model.device, step)
+    for path in PATHS[1:]:
         pm = prompted(model, tokenizer, n, 0, path)
         steps[path] = _adamw_step(pm, lambda pm=pm: pm(**rows).loss)
     if dense:
@@ -156,9 +172,14 @@ def dense_mask(packed: Packed) -> torch.Tensor:
     return (to_prompt | (causal & same))[None, None]
 
 
-def infer_steps(model: Any, tokenizer: Any, rows: dict, n: int) -> dict[str, Step]:
+def infer_steps(
+    model: Any, tokenizer: Any, rows: dict, n: int, kernels: list[str]
+) -> dict[str, Step]:
     steps: dict[str, Step] = {}
-    for path in PATHS:
+    for name, kernel in packed_names(kernels):
+        pm = prompted(model, tokenizer, n, 0, "packed").eval()
+        steps[name] = with_kernel(kernel, model.device, _logits(pm, rows))
+    for path in PATHS[1:]:
         pm = prompted(model, tokenizer, n, 0, path).eval()
         steps[path] = _logits(pm, rows)
     return steps
@@ -172,17 +193,35 @@ def _logits(fn: Callable[..., Any], rows: dict, **extra: Any) -> Step:
     return run
 
 
-def mixed_steps(model: Any, tokenizer: Any, rows: dict, n: int, prompts: int) -> dict[str, Step]:
+def mixed_steps(
+    model: Any, tokenizer: Any, rows: dict, n: int, prompts: int, kernels: list[str]
+) -> dict[str, Step]:
     pms = {f"task{i}": prompted(model, tokenizer, n, i, "shared").eval() for i in range(prompts)}
     count = len(rows["input_ids"])
     one = ["task0"] * count
     mixed = [f"task{i % prompts}" for i in range(count)]
     steps: dict[str, Step] = {}
-    for path in ("packed", "shared"):
-        bank = PromptBank(pms, path=path)
-        steps[f"{path} one"] = _logits(bank, rows, tasks=one)
-        steps[f"{path} mixed"] = _logits(bank, rows, tasks=mixed)
+    for name, kernel in [*packed_names(kernels), ("shared", "")]:
+        bank = PromptBank(pms, path=name.split()[0])
+        for label, tasks in (("one", one), ("mixed", mixed)):
+            step = _logits(bank, rows, tasks=tasks)
+            steps[f"{name} {label}"] = with_kernel(kernel, model.device, step) if kernel else step
     return steps
+
+
+def pairs(part: str, names: list[str]) -> list[tuple[str, str]]:
+    """The ratios reported: every packed variant against shared and naive (train, infer) or, in
+    mixed batches, many prompts against one on each path and against the shared one-prompt
+    batch; the dense 4-D mask against the packed pass."""
+    packed = [n for n in names if n.startswith("packed")]
+    if part != "mixed":
+        return [(a, b) for a in [*packed, "shared"] for b in ("shared", "naive") if a != b] + [
+            ("dense", a) for a in packed
+        ]
+    paths = sorted({n.rsplit(" ", 1)[0] for n in names})
+    return [(f"{p} mixed", f"{p} one") for p in paths] + [
+        (f"{p} {w}", "shared one") for p in paths if p != "shared" for w in ("one", "mixed")
+    ]
 
 
 def measure(steps: dict[str, Step], rounds: int, warmup: int, sync: Callable[[], None]) -> dict:
@@ -202,9 +241,9 @@ def measure(steps: dict[str, Step], rounds: int, warmup: int, sync: Callable[[],
     return times
 
 
-def ratios(times: dict[str, list[float]], pairs: list[tuple[str, str]]) -> dict[str, dict]:
+def ratios(times: dict[str, list[float]], which: list[tuple[str, str]]) -> dict[str, dict]:
     out = {}
-    for a, b in pairs:
+    for a, b in which:
         if a in times and b in times:
             rs = [x / y for x, y in zip(times[a], times[b], strict=True)]
             out[f"{a} / {b}"] = {"min": min(rs), "median": statistics.median(rs), "max": max(rs)}
@@ -240,9 +279,15 @@ def main() -> None:
         help="variant names to leave out, e.g. naive at large batches",
     )
     parser.add_argument("--dense", action="store_true", help="also the dense 4-D mask (train)")
+    parser.add_argument(
+        "--kernels", nargs="+", choices=["sdpa", "matmul"], default=None,
+        help="how the packed pass's rows attend (default: lrpt.packed.KERNELS for the device); "
+        "several: each timed as its own variant",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     device = torch.device(args.device)
+    args.kernels = args.kernels or [packed_module.KERNELS.get(device.type, "matmul")]
     model = build_model(args.shape, device, getattr(torch, args.dtype))
     tokenizer = load_model("tiny-llama").tokenizer  # BOS 1, as the model's config
     vocab = model.config.vocab_size
@@ -257,7 +302,7 @@ def main() -> None:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "transformers": transformers.__version__, "num_tokens": args.num_tokens,
-        "prompts": args.prompts, "rounds": args.rounds,
+        "prompts": args.prompts, "rounds": args.rounds, "kernels": args.kernels,
         "packed_support": packed_support(model).reason or "ok", "batches": {},
     }  # fmt: skip
     for size in args.batch_sizes:
@@ -267,16 +312,20 @@ def main() -> None:
             side, answer = ("right", 2) if part == "train" else ("left", 0)
             rows = {k: v.to(device) for k, v in batch(lengths, vocab, side, answer).items()}
             if part == "train":
-                steps = train_steps(model, tokenizer, rows, args.num_tokens, args.dense)
+                steps = train_steps(
+                    model, tokenizer, rows, args.num_tokens, args.kernels, args.dense
+                )
             elif part == "infer":
-                steps = infer_steps(model, tokenizer, rows, args.num_tokens)
+                steps = infer_steps(model, tokenizer, rows, args.num_tokens, args.kernels)
             else:
-                steps = mixed_steps(model, tokenizer, rows, args.num_tokens, args.prompts)
+                steps = mixed_steps(
+                    model, tokenizer, rows, args.num_tokens, args.prompts, args.kernels
+                )
             steps = {k: v for k, v in steps.items() if k not in args.skip}
             times = measure(steps, args.rounds, args.warmup, sync)
             entry[part] = {
                 "median_s": {k: statistics.median(v) for k, v in times.items()},
-                "times_s": times, "ratios": ratios(times, PAIRS[part]),
+                "times_s": times, "ratios": ratios(times, pairs(part, list(times))),
                 "tokens": tokens(rows, args.num_tokens),
             }  # fmt: skip
             print(f"batch {size} {part}: " + json.dumps(entry[part]["ratios"]), flush=True)
