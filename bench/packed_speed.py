@@ -36,7 +36,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import transformers
@@ -134,16 +134,16 @@ def train_steps(
 
 
 def _adamw_step(pm: Any, loss_of: Callable[[], torch.Tensor]) -> Step:
+    """One AdamW step (lr 1e-3) of the prompt on ``loss_of()``; returns the loss."""
     opt = torch.optim.AdamW(pm.method.parameters(), lr=1e-3)
 
-    def step() -> float:
+    def closure() -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
         loss = loss_of()
         loss.backward()
-        opt.step()
-        return float(loss.detach())
+        return loss
 
-    return step
+    return lambda: float(cast(torch.Tensor, opt.step(closure)).detach())
 
 
 def dense_mask_loss(pm: Any, rows: dict) -> torch.Tensor:

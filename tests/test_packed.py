@@ -162,57 +162,17 @@ def test_greedy_generation_after_a_packed_prefill(key: str) -> None:
 
 
 # --------------------------------------------------------------------------- mixed prompts
-def _packed_bank(path: str = "packed"):
-    bank, tok = _bank()
-    bank.path = path
-    assert bank.sharing() == "packed"
-    return bank, tok
+def test_mixed_packed_batch_with_each_kernel(kernel: str) -> None:
+    """Mixed prompts on each way the rows attend (see ``tests/test_bank.py``)."""
+    from test_bank import test_mixed_forward_equals_each_task_alone
 
-
-def _alone(bank, tok, row: int) -> torch.Tensor:
-    pm = bank.prompts[ROWS[row]]
-    pm.share_prefix = False  # the naive path, one row at a time
-    alone = tok([TEXTS[row]], return_tensors="pt")
-    with torch.no_grad():
-        ref = pm(alone["input_ids"], alone["attention_mask"]).logits[0]
-    pm.share_prefix = True
-    return ref
-
-
-@pytest.mark.parametrize("side", ["left", "right"])
-def test_mixed_packed_batch_equals_each_prompt_alone(side: str, kernel: str) -> None:
-    """Four prompts of three lengths (three methods), each row attending to its own only."""
-    bank, tok = _packed_bank("auto")
-    tok.padding_side = side
-    batch = tok(TEXTS, return_tensors="pt", padding=True)
-    mixed = bank(batch["input_ids"], batch["attention_mask"], ROWS).logits
-    for row in range(len(ROWS)):
-        mine = mixed[row][batch["attention_mask"][row].bool()]
-        torch.testing.assert_close(mine, _alone(bank, tok, row), rtol=0, atol=1e-5)
-
-
-def test_mixed_packed_generation_equals_each_prompt_alone() -> None:
-    bank, tok = _packed_bank()
-    tok.padding_side = "left"
-    batch = tok(TEXTS, return_tensors="pt", padding=True)
-    mixed = bank.generate(batch["input_ids"], batch["attention_mask"], ROWS, max_new_tokens=6)
-    shared, _ = _bank()
-    same = shared.generate(batch["input_ids"], batch["attention_mask"], ROWS, max_new_tokens=6)
-    assert torch.equal(mixed, same)
-    for row, task in enumerate(ROWS):
-        pm = bank.prompts[task]
-        pm.share_prefix = False
-        alone = tok([TEXTS[row]], return_tensors="pt")
-        ref = pm.generate(alone["input_ids"], alone["attention_mask"], max_new_tokens=6,
-                          do_sample=False)[0]  # fmt: skip
-        pm.share_prefix = True
-        assert torch.equal(mixed[row, : len(ref)], ref)
+    test_mixed_forward_equals_each_task_alone("right", "packed")
 
 
 def test_packed_prefill_rows_decode_like_the_shared_ones() -> None:
     """:meth:`PromptBank.prefill` on the packed pass: the same first logits and, step by step,
     the same logits as the shared prefill's rows (so rows may join a running batch)."""
-    bank, tok = _packed_bank()
+    bank, tok = _bank("packed")
     shared, _ = _bank()
     tok.padding_side = "left"
     batch = tok(TEXTS, return_tensors="pt", padding=True)
