@@ -11,15 +11,19 @@ inference they come from the prompt's cached prefix (:class:`~lrpt.prefix.Prefix
 pass holds the rows only.
 
 Mechanism: transformers' attention-function registry, so no model code is copied.
-:func:`packed_attention` is registered as ``"lrpt_packed"``; for the one call the model's
-attention implementation is switched to it (and back), and the layout (:class:`Packing`) reaches
-every attention layer as a keyword argument that transformers models hand down. Per prompt, the
-queries of that prompt's rows are multiplied by the prompt's keys once (no ``B × P`` copies of
-keys or values); each row's own causal attention is computed on the rows padded to the group's
-longest row (in attention only: every other layer sees no padding); one softmax spans both parts.
-The registry gives an implementation it does not know no mask, so nothing in the pass is
-quadratic in its length (a dense 4-D mask over the packed sequence is; see
-``bench/packed_speed.py``).
+:func:`packed_attention` is registered as ``"lrpt_packed"``; the layout (:class:`Packing`) reaches
+every attention layer as a keyword argument that transformers models hand down, and an attention
+module handed one runs the packed implementation (a hook switches it, also when gradient
+checkpointing replays the module in the backward pass). For the one call the model's own
+implementation is switched too, so that it builds no mask: the registry gives an implementation
+it does not know none, and nothing in the pass is quadratic in its length (a dense 4-D mask over
+the packed sequence is: measured in ``bench/packed_speed.py --dense``). Rows are padded to the
+longest row in attention only; every other layer sees no padding. Two kernels (``KERNELS``):
+``"sdpa"`` runs every row at once in one fused ``scaled_dot_product_attention`` call, its
+prompt's keys/values gathered to it inside attention (views for a one-prompt batch, so the cost
+does not grow with the number of prompts); ``"matmul"`` multiplies, per prompt, the queries of
+its rows by its keys once, without ``B × P`` copies, and joins that to each row's own causal
+attention in one softmax.
 
 A model takes the packed pass only if a short probe on first use gives the logits its own
 attention gives (:func:`packed_support`), and a batch only if every row's prompt and tokens fit
@@ -234,12 +238,15 @@ def packed_attention_on(model: PreTrainedModel, *, whole: bool = True) -> Iterat
         config._attn_implementation = before
 
 
-_switching: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+_switching: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()  # hooked modules and models
 
 
 def _switch_attention_modules(model: torch.nn.Module) -> None:
     """Hook every attention module of ``model`` (idempotent): a call given a layout runs with
     the packed implementation (see :func:`packed_attention_on`)."""
+    if model in _switching:
+        return
+    _switching.add(model)
     for module in model.modules():
         named = type(module).__name__.endswith("Attention") and hasattr(module, "config")
         if named and module not in _switching:
