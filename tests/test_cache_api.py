@@ -95,7 +95,7 @@ def test_a_sliding_window_is_checked_per_batch() -> None:
     )
     assert window_reason(config, 16) is None
     assert window_reason(config, 17) == window_reason(config) == longer
-    pm = lrpt.prompt_model("pt", loaded.model, loaded.tokenizer, num_tokens=4)
+    pm = lrpt.prompt_model("pt", loaded.model, loaded.tokenizer, num_tokens=4, path="shared")
     assert pm.unshared_reason() == longer and not pm.shares_prefix()
     assert pm.prefix_path() == (
         "shared prefix: [BOS] + prompt runs once per batch (training) or once per task "

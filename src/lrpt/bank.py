@@ -14,7 +14,6 @@ thousands of tasks; :meth:`PromptBank.prefill` starts rows for iteration-level b
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import Sequence
 from typing import cast
 
@@ -24,8 +23,8 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from lrpt.decoding import Running, greedy
 from lrpt.family import Family
-from lrpt.model import PATHS, AfterPrefix, PromptedModel, say_once
-from lrpt.packed import forward_packed, packed_support, prefill_packed
+from lrpt.model import PATHS, AfterPrefix, PromptedModel, sharing
+from lrpt.packed import forward_packed, prefill_packed
 from lrpt.prefix import (
     PrefixState,
     batch_prefix,
@@ -43,9 +42,11 @@ class PromptBank(nn.Module):
 
     ``path``: ``"shared"`` lays the tasks' cached prefixes out for the batch (a left-padded copy
     per row, :func:`~lrpt.prefix.batch_prefix`) and runs the padded rows after them;
-    ``"packed"`` / ``"auto"`` run every row's tokens without padding in one packed pass that
-    reads each prefix once (:mod:`lrpt.packed`), where the model takes it (else shared, logged
-    once); ``"naive"`` is not a bank path.
+    ``"packed"`` runs every row's tokens without padding in one packed pass after the cached
+    prefixes (:mod:`lrpt.packed`), where the model takes it (else shared, logged once);
+    ``"auto"`` picks by device type (:data:`lrpt.model.AUTO`); ``"naive"`` is not a bank path.
+    The default stays ``"shared"``: a server's batches keep their numbers until the server
+    chooses the path (the packed pass gives zeros, not the shared prefix's values, at padding).
 
     Raises:
         ValueError: a prompt on another base model, a non-static or non-causal prompt, a task
@@ -123,14 +124,9 @@ class PromptBank(nn.Module):
         return cast(PromptedModel, self.prompts[task])
 
     def sharing(self) -> str:
-        """``"packed"`` or ``"shared"``: how this bank's batches run (see ``path``)."""
-        if self.path != "shared" and self.prompts:
-            support = packed_support(self.prompt(self.tasks[0]).model)
-            if support.ok:
-                return "packed"
-            level = logging.WARNING if self.path == "packed" else logging.INFO
-            say_once(level, "the bank's rows run after shared prefixes, not packed", support.reason)
-        return "shared"
+        """``"packed"`` or ``"shared"``: how this bank's batches run (see ``path`` and
+        :func:`lrpt.model.sharing`)."""
+        return sharing(self.prompt(self.tasks[0]).model, self.path) if self.prompts else "shared"
 
     def _prepare(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, tasks: Sequence[str]
