@@ -59,9 +59,9 @@ PACKED = "; packed: one model call, every row's tokens without padding (lrpt.pac
 PATHS = ("auto", "packed", "shared", "naive")  # see PromptedModel's ``path``
 DEFAULT_PATH = "auto"
 # What "auto" picks per device type, by measurement (bench/packed_speed.py, side by side in one
-# process): on a 2-core CPU (SmolLM2-135M shape, float32, n = 100, MR-like rows) the packed pass
-# took 0.75× the shared prefix's time per training step and 0.70× per inference batch at 16 rows.
-# Devices not measured yet keep the shared prefix.
+# process; a busy 2-core CPU, SmolLM2-135M shape, float32, n = 100, MR-like rows): the packed
+# pass took 0.75× / 0.47× the shared prefix's time per training step and 0.70× / 0.35× per
+# inference batch at 16 / 64 rows. Devices not measured yet keep the shared prefix.
 AUTO: dict[str, str] = {"cpu": "packed"}
 
 log = logging.getLogger(__name__)

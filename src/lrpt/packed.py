@@ -52,9 +52,10 @@ PACKED = "lrpt_packed"  # the name of :func:`packed_attention` in transformers' 
 # How the rows attend, per device type: "sdpa" (every row at once, its prompt's keys/values
 # gathered to it inside attention, one fused scaled_dot_product_attention call with a mask) or
 # "matmul" (per prompt, no copies: one matmul of its rows' queries by its keys, a batched matmul
-# per row's own keys, a joint softmax). Measured on a 2-core CPU (SmolLM2-135M shape, float32,
-# forward + backward of one layer's attention at 16 / 64 / 256 rows): sdpa 1.7× / 1.7× / 2.8×
-# faster. CUDA keeps the copy-free kernel until bench/gpu_check.sh has measured both.
+# per row's own keys, a joint softmax). Measured on a busy 2-core CPU (SmolLM2-135M shape,
+# float32): one layer's attention forward + backward at 16 / 64 / 256 rows, sdpa 1.7× / 1.7× /
+# 2.8× faster; a whole training step at 16 rows, sdpa 0.62× matmul's time (inference: 0.94×).
+# CUDA keeps the copy-free kernel until bench/gpu_check.sh has measured both there.
 KERNELS: dict[str, str] = {"cpu": "sdpa", "cuda": "matmul"}
 UNSUPPORTED = ("softcap", "s_aux", "sinks")  # attention keywords the packed pass cannot follow
 
