@@ -4,7 +4,8 @@
 # (bench/gpu_check.py) at batch 16 (against float32 too), 64 and 256, then the prompt's paths side
 # by side (bench/packed_speed.py: packed vs shared vs naive, training step and inference, and a
 # batch mixing 16 prompts vs one prompt) at 16, 64 and 256 rows, on the 1 B shape in bf16 (with
-# the dense 4-D mask for comparison) and on the SmolLM2-135M shape in float32.
+# the dense 4-D mask and both attention kernels, which choose lrpt.packed.KERNELS["cuda"]) and
+# on the SmolLM2-135M shape in float32.
 # Results go to ${OUT:-bench/results/gpu}/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,5 +28,5 @@ packed() {  # shape, dtype, then extra arguments
         --batch-sizes 16 64 256 --rounds 3 "${@:3}" --out "$out/packed-$1-$2.json" 2>&1 \
         | tee -a "$out/packed.log"
 }
-packed llama-1b bfloat16 --dense
+packed llama-1b bfloat16 --dense --kernels sdpa matmul
 packed smollm2-135m float32
