@@ -72,7 +72,7 @@ class Rows:
     valid: torch.Tensor  # (R, W) bool: j < the row's length
     allowed: torch.Tensor  # (R, 1, W, W) bool: the row's query j may attend to its key i
     mask: torch.Tensor | None  # "sdpa": (R, 1, W, P_max + W) bool, its prompt's slots and its own
-    prompt: torch.Tensor | None  # "sdpa" with several prompts: (R,) each row's prompt
+    source: torch.Tensor | None  # "sdpa": (R, P_max + W) where its keys come from (_rows_sdpa)
 
 
 @dataclass(frozen=True)
@@ -167,19 +167,15 @@ def _rows_sdpa(
     prompts: list[tuple[torch.Tensor, torch.Tensor]], r: Rows, scale: float, dropout: float,
 ) -> torch.Tensor:  # fmt: skip
     """Every row at once: its prompt's keys (left-padded to the longest prompt), then its own
-    keys causally → ``(N, H, dh)``."""
-    count, width = r.index.shape
-    if width == 0:
+    keys causally → ``(N, H, dh)``. Each row's keys are gathered in one index from the prompts'
+    (each left-padded) followed by the pass's, so many prompts cost what one does."""
+    assert r.source is not None and r.mask is not None
+    if r.index.shape[1] == 0:
         return q.new_zeros(0, q.shape[0], q.shape[2])
-    if r.prompt is None:  # one prompt: a view per row
-        pk, pv = (x[None].expand(count, -1, -1, -1) for x in prompts[0])
-    else:
-        longest = max(pk.shape[1] for pk, _ in prompts)
-        pk = torch.stack([F.pad(x, (0, 0, longest - x.shape[1], 0)) for x, _ in prompts])
-        pv = torch.stack([F.pad(x, (0, 0, longest - x.shape[1], 0)) for _, x in prompts])
-        pk, pv = pk[r.prompt], pv[r.prompt]  # (R, H_kv, P_max, dh)
-    keys = torch.cat([pk, k[:, r.index].transpose(0, 1)], 2)
-    values = torch.cat([pv, v[:, r.index].transpose(0, 1)], 2)
+    longest = r.mask.shape[-1] - r.index.shape[1]
+    pk = torch.cat([*(F.pad(x, (0, 0, longest - x.shape[1], 0)) for x, _ in prompts), k], 1)
+    pv = torch.cat([*(F.pad(x, (0, 0, longest - x.shape[1], 0)) for _, x in prompts), v], 1)
+    keys, values = pk[:, r.source].transpose(0, 1), pv[:, r.source].transpose(0, 1)
     out = F.scaled_dot_product_attention(
         q[:, r.index].transpose(0, 1), keys, values, attn_mask=r.mask, dropout_p=dropout,
         scale=scale, enable_gqa=True,
@@ -348,31 +344,33 @@ def pack(
         packed.last.append(total + len(packed.extra))
         packed.extra.append(prompt.last_logits)
     if kernel == "sdpa":
-        several = len(prompts) > 1
-        packing.rows = _rows(starts, lens, prompt_len[order], rows[order] if several else None)
+        packing.rows = _rows(starts, lens, (prompt_len[order], rows[order], sizes))
     return packed
 
 
 def _rows(
     starts: torch.Tensor,
     lens: torch.Tensor,
-    prompt_lens: torch.Tensor | None = None,
-    prompt: torch.Tensor | None = None,
+    prompts: tuple[torch.Tensor, torch.Tensor, list[int]] | None = None,
 ) -> Rows:
-    """The rows starting at pass positions ``starts`` with ``lens`` tokens; with each row's
-    prompt length ``prompt_lens``, the mask of the "sdpa" kernel (prompts left-padded)."""
+    """The rows starting at pass positions ``starts`` with ``lens`` tokens; with ``prompts``
+    (each row's prompt length and prompt, every prompt's length), the mask and key sources of
+    the "sdpa" kernel: keys ``[prompt 0, …, prompt K−1]`` (each left-padded to the longest),
+    then the pass's."""
     width = int(lens.max()) if len(lens) else 0
     j = torch.arange(width, device=starts.device)
     valid = j[None] < lens[:, None]  # (R, W)
     index = starts[:, None] + torch.where(valid, j[None], 0)
     allowed = ((j[None, :] <= j[:, None])[None] & valid[:, None, :])[:, None]  # key i ≤ query j
-    mask = None
-    if prompt_lens is not None:
-        longest = int(prompt_lens.max())
-        slots = torch.arange(longest, device=starts.device)
-        own = slots[None] >= longest - prompt_lens[:, None]  # (R, P_max)
-        mask = torch.cat([own[:, None, None].expand(-1, 1, width, -1), allowed], -1)
-    return Rows(index, valid, allowed, mask, prompt)
+    if prompts is None:
+        return Rows(index, valid, allowed, None, None)
+    prompt_lens, prompt, sizes = prompts
+    longest = max(sizes)
+    slots = torch.arange(longest, device=starts.device)
+    own = slots[None] >= longest - prompt_lens[:, None]  # (R, P_max)
+    mask = torch.cat([own[:, None, None].expand(-1, 1, width, -1), allowed], -1)
+    source = torch.cat([prompt[:, None] * longest + slots, len(sizes) * longest + index], 1)
+    return Rows(index, valid, allowed, mask, source)
 
 
 # ------------------------------------------------------------------------------ running
