@@ -400,13 +400,14 @@ def logits(
     every = torch.cat([s.flatten() for s in sources])
     positions = torch.unique(every[(every >= 0) & (every < total)])
     table = run(model, packed, positions)
-    rows = [table, *(e.to(table.dtype) for e in packed.extra), table.new_zeros(1, table.shape[1])]
-    table = torch.cat(rows)
-    remap = torch.full((total + len(packed.extra) + 1,), -1, dtype=torch.long,
-                       device=every.device)  # fmt: skip
+    if packed.extra:  # a few rows: the cached prompts' logits
+        table = torch.cat([table, *(e.to(table.dtype) for e in packed.extra)])
+    if not len(table):
+        return [table.new_zeros(*s.shape, table.shape[1]) for s in sources]
+    remap = torch.zeros(total + len(packed.extra), dtype=torch.long, device=every.device)
     remap[positions] = torch.arange(len(positions), device=every.device)
-    remap[total:] = torch.arange(len(positions), table.shape[0], device=every.device)
-    return [table[remap[s]] for s in sources]  # −1 reads the zero row (the last)
+    remap[total:] = torch.arange(len(positions), len(table), device=every.device)
+    return [table[remap[s.clamp(min=0)]].masked_fill_((s < 0)[..., None], 0) for s in sources]
 
 
 def forward_packed(
