@@ -60,8 +60,9 @@ PATHS = ("auto", "packed", "shared", "naive")  # see PromptedModel's ``path``
 DEFAULT_PATH = "auto"
 # What "auto" picks per device type, by measurement (bench/packed_speed.py, side by side in one
 # process; a busy 2-core CPU, SmolLM2-135M shape, float32, n = 100, MR-like rows): the packed
-# pass took 0.75× / 0.47× the shared prefix's time per training step and 0.70× / 0.35× per
-# inference batch at 16 / 64 rows. Devices not measured yet keep the shared prefix.
+# pass took 0.75× / 0.47× the shared prefix's time per training step at 16 / 64 rows and
+# 0.70× / 0.35× / 0.47× per inference batch at 16 / 64 / 256 rows. Devices not measured yet
+# keep the shared prefix.
 AUTO: dict[str, str] = {"cpu": "packed"}
 
 log = logging.getLogger(__name__)
