@@ -15,7 +15,7 @@ TASKS = {"a": ("pt", {"num_tokens": 5}), "b": ("ulpt", {"num_tokens": 9, "rank":
 ROWS = ["a", "b", "c", "d", "b", "a"]
 
 
-def _bank() -> tuple[PromptBank, object]:
+def _bank(path: str = "shared") -> tuple[PromptBank, object]:
     loaded = tiny("causal")
     prompts = {}
     for seed, (name, (key, opts)) in enumerate(TASKS.items()):
@@ -25,12 +25,16 @@ def _bank() -> tuple[PromptBank, object]:
                 if p.requires_grad and not bool(p.any()):
                     p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(7)) * 0.1)
         prompts[name] = pm
-    return PromptBank(prompts), loaded.tokenizer
+    return PromptBank(prompts, path=path), loaded.tokenizer
 
 
+@pytest.mark.parametrize("path", ["shared", "packed"])
 @pytest.mark.parametrize("side", ["left", "right"])
-def test_mixed_forward_equals_each_task_alone(side: str) -> None:
-    bank, tok = _bank()
+def test_mixed_forward_equals_each_task_alone(side: str, path: str) -> None:
+    """Four prompts of three lengths (three methods), each row with its own prompt only, on the
+    shared prefixes and in one packed pass."""
+    bank, tok = _bank(path)
+    assert bank.sharing() == path
     tok.padding_side = side
     batch = tok(TEXTS, return_tensors="pt", padding=True)
     mixed = bank(batch["input_ids"], batch["attention_mask"], ROWS).logits
@@ -45,8 +49,9 @@ def test_mixed_forward_equals_each_task_alone(side: str) -> None:
         torch.testing.assert_close(mine, ref, rtol=0, atol=1e-5)
 
 
-def test_mixed_generate_equals_each_task_alone() -> None:
-    bank, tok = _bank()
+@pytest.mark.parametrize("path", ["shared", "packed"])
+def test_mixed_generate_equals_each_task_alone(path: str) -> None:
+    bank, tok = _bank(path)
     tok.padding_side = "left"
     batch = tok(TEXTS, return_tensors="pt", padding=True)
     mixed = bank.generate(batch["input_ids"], batch["attention_mask"], ROWS, max_new_tokens=6)

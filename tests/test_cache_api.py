@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import Any
 
@@ -15,7 +14,7 @@ from transformers import LlamaForCausalLM
 
 import lrpt
 from lrpt import model as model_module
-from lrpt.cache_api import PrefixSupport, cache_kwargs, prefix_support
+from lrpt.cache_api import PrefixSupport, cache_kwargs, prefix_support, window_reason
 
 TEXTS = ["a quiet film", "loud and very long, but fun"]
 
@@ -49,11 +48,15 @@ def test_keyword_order_follows_the_release() -> None:
     assert cache_kwargs("5.24.0.dev0") == ("cache", "past_key_values")
 
 
+def expected_keyword() -> str:
+    """The cache keyword of the installed release's models."""
+    renamed = Version(transformers.__version__).release >= (5, 24)
+    return "cache" if renamed else "past_key_values"
+
+
 def test_installed_release_takes_its_own_keyword() -> None:
     support = prefix_support(tiny("causal").model)
-    renamed = Version(transformers.__version__).release >= (5, 24)
-    expected = "cache" if renamed else "past_key_values"
-    assert support == PrefixSupport(expected)
+    assert support == PrefixSupport(expected_keyword())
     assert support.ok and support.reason == ""
 
 
@@ -79,15 +82,27 @@ def test_a_model_that_ignores_the_cache_is_detected(caplog) -> None:
     torch.testing.assert_close(pm(**batch).logits, reference(**batch).logits, rtol=0, atol=0)
 
 
-def test_sliding_window_attention_is_refused_with_its_window() -> None:
+def test_a_sliding_window_is_checked_per_batch() -> None:
+    """A window that covers a batch's rows with their prompt is full attention there: the
+    model takes a shared prefix, and only longer batches run with the prompt in every row."""
     loaded = tiny("causal")
-    loaded.model.config.sliding_window = 16
-    assert prefix_support(loaded.model) == PrefixSupport(
-        None, "the model uses sliding-window attention (window 16), which a precomputed "
-        "prefix's cache does not follow",
-    )  # fmt: skip
-    loaded.model.config.use_sliding_window = False  # Qwen2-style switch: global attention
-    assert prefix_support(copy.deepcopy(loaded.model)).ok
+    config = loaded.model.config
+    config.sliding_window = 16
+    assert prefix_support(loaded.model) == PrefixSupport(expected_keyword())
+    longer = (
+        "in batches where a row with its prompt is longer than the model's sliding window "
+        "(16 positions)"
+    )
+    assert window_reason(config, 16) is None
+    assert window_reason(config, 17) == window_reason(config) == longer
+    pm = lrpt.prompt_model("pt", loaded.model, loaded.tokenizer, num_tokens=4, path="shared")
+    assert pm.unshared_reason() == longer and not pm.shares_prefix()
+    assert pm.prefix_path() == (
+        "shared prefix: [BOS] + prompt runs once per batch (training) or once per task "
+        f"(inference); every row {longer}"
+    )
+    config.use_sliding_window = False  # Qwen2-style switch: global attention
+    assert window_reason(config, 10**6) is None and pm.shares_prefix()
 
 
 def test_every_reason_is_said_once(caplog, input_encoder) -> None:

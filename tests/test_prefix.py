@@ -37,8 +37,11 @@ def _batch(pm: lrpt.PromptedModel, side: str) -> dict[str, torch.Tensor]:
     return batch
 
 
-def _loss_and_grads(pm: lrpt.PromptedModel, batch: dict, share: bool):
-    pm.share_prefix = share
+def _loss_and_grads(pm: lrpt.PromptedModel, batch: dict, path: str):
+    """Loss, logits and the prompt's gradients of ``pm`` on ``batch`` on ``path`` (see
+    :class:`lrpt.PromptedModel`)."""
+    pm.path = path
+    pm.share_prefix = path != "naive"
     pm.zero_grad()
     out = pm(**batch)
     out.loss.backward()
@@ -51,9 +54,14 @@ def _loss_and_grads(pm: lrpt.PromptedModel, batch: dict, share: bool):
 def test_shared_prefix_equals_naive(key: str, side: str) -> None:
     pm = _prompted(key)
     assert pm.shares_prefix()
-    batch = _batch(pm, side)
-    loss_s, logits_s, grads_s = _loss_and_grads(pm, batch, share=True)
-    loss_n, logits_n, grads_n = _loss_and_grads(pm, batch, share=False)
+    check_float32_paths(pm, _batch(pm, side), key, "shared")
+
+
+def check_float32_paths(pm: lrpt.PromptedModel, batch: dict, key: str, path: str) -> None:
+    """The ``path`` (shared or packed) and naive paths of ``pm`` on ``batch``: loss, logits at
+    the real tokens and the prompt's gradients equal to float32 rounding."""
+    loss_s, logits_s, grads_s = _loss_and_grads(pm, batch, path)
+    loss_n, logits_n, grads_n = _loss_and_grads(pm, batch, "naive")
     assert abs(loss_s - loss_n) <= 1e-5 * abs(loss_n)
     real = batch["attention_mask"].bool()
     torch.testing.assert_close(logits_s[real], logits_n[real], rtol=0, atol=1e-5)
@@ -69,8 +77,8 @@ def test_lm_style_labels_match_too() -> None:
     pm = _prompted("pt")
     batch = _batch(pm, "left")
     batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, IGNORE)
-    loss_s, _, _ = _loss_and_grads(pm, batch, share=True)
-    loss_n, _, _ = _loss_and_grads(pm, batch, share=False)
+    loss_s, _, _ = _loss_and_grads(pm, batch, "shared")
+    loss_n, _, _ = _loss_and_grads(pm, batch, "naive")
     assert abs(loss_s - loss_n) <= 1e-5 * abs(loss_n)
 
 
@@ -156,11 +164,12 @@ def test_shared_prefix_equals_naive_in_bf16(key: str, side: str) -> None:
     check_bf16_paths(pm, _batch(pm, side), key)
 
 
-def check_bf16_paths(pm: lrpt.PromptedModel, batch: dict, key: str) -> None:
-    """The shared and naive paths of ``pm`` (a bf16 base) on ``batch``: bf16 logits, float32
-    loss and gradients on the model's device, each within the tolerances above."""
-    loss_s, logits_s, grads_s = _loss_and_grads(pm, batch, share=True)
-    loss_n, logits_n, grads_n = _loss_and_grads(pm, batch, share=False)
+def check_bf16_paths(pm: lrpt.PromptedModel, batch: dict, key: str, path: str = "shared") -> None:
+    """The ``path`` (shared or packed) and naive paths of ``pm`` (a bf16 base) on ``batch``:
+    bf16 logits, float32 loss and gradients on the model's device, each within the tolerances
+    above."""
+    loss_s, logits_s, grads_s = _loss_and_grads(pm, batch, path)
+    loss_n, logits_n, grads_n = _loss_and_grads(pm, batch, "naive")
     assert logits_s.dtype == logits_n.dtype == torch.bfloat16
     assert loss_s.dtype == torch.float32  # the loss is taken in float32
     assert abs(loss_s - loss_n) <= BF16_LOSS_RTOL * abs(loss_n)

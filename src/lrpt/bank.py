@@ -21,15 +21,15 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from lrpt.decoding import Running
+from lrpt.decoding import Running, greedy
 from lrpt.family import Family
-from lrpt.model import AfterPrefix, PromptedModel
+from lrpt.model import PATHS, AfterPrefix, PromptedModel, sharing
+from lrpt.packed import forward_packed, prefill_packed
 from lrpt.prefix import (
-    BatchPrefix,
     PrefixState,
     batch_prefix,
     forward_with_prefix,
-    greedy_with_prefix,
+    prefill_with_prefix,
     run_prefix,
 )
 from lrpt.prefix_cache import PrefixCache
@@ -40,9 +40,17 @@ _serials = itertools.count()
 class PromptBank(nn.Module):
     """Prompted models that share one frozen causal LM, addressed by task name.
 
+    ``path``: ``"shared"`` lays the tasks' cached prefixes out for the batch (a left-padded copy
+    per row, :func:`~lrpt.prefix.batch_prefix`) and runs the padded rows after them;
+    ``"packed"`` runs every row's tokens without padding in one packed pass after the cached
+    prefixes (:mod:`lrpt.packed`), where the model takes it (else shared, logged once);
+    ``"auto"`` picks by device type (:data:`lrpt.model.AUTO`); ``"naive"`` is not a bank path.
+    The default stays ``"shared"``: a server's batches keep their numbers until the server
+    chooses the path (the packed pass gives zeros, not the shared prefix's values, at padding).
+
     Raises:
         ValueError: a prompt on another base model, a non-static or non-causal prompt, a task
-            name used twice, or an unknown task in a batch.
+            name used twice, an unknown task in a batch, or an unknown path.
     """
 
     def __init__(
@@ -50,10 +58,15 @@ class PromptBank(nn.Module):
         prompts: dict[str, PromptedModel] | None = None,
         *,
         prefix_cache: PrefixCache | None = None,
+        path: str = "shared",
     ) -> None:
         super().__init__()
+        if path not in PATHS or path == "naive":
+            choices = ", ".join(p for p in PATHS if p != "naive")
+            raise ValueError(f"unknown bank path {path!r}: expected one of {choices}")
         self.prompts = nn.ModuleDict()
         self.prefix_cache = prefix_cache
+        self.path = path
         self._serial: dict[str, int] = {}  # a new number per add: cache keys of replaced tasks die
         for name, pm in (prompts or {}).items():
             self.add(name, pm)
@@ -110,11 +123,16 @@ class PromptBank(nn.Module):
         """The prompted model of ``task``."""
         return cast(PromptedModel, self.prompts[task])
 
+    def sharing(self) -> str:
+        """``"packed"`` or ``"shared"``: how this bank's batches run (see ``path`` and
+        :func:`lrpt.model.sharing`)."""
+        return sharing(self.prompt(self.tasks[0]).model, self.path) if self.prompts else "shared"
+
     def _prepare(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, tasks: Sequence[str]
-    ) -> tuple[AfterPrefix, BatchPrefix]:
-        """The whole batch's input part (rows of each task from its own prompted model) and the
-        tasks' prefixes laid out for it."""
+    ) -> tuple[AfterPrefix, torch.Tensor, list[PrefixState]]:
+        """The whole batch's input part (rows of each task from its own prompted model), each
+        row's index into the batch's tasks, and those tasks' prefixes."""
         if len(tasks) != input_ids.shape[0]:
             raise ValueError(f"got {len(tasks)} task names for a batch of {input_ids.shape[0]}")
         unknown = sorted(set(tasks) - set(self.prompts))
@@ -144,9 +162,7 @@ class PromptBank(nn.Module):
             lead_cols[sel] = rest.lead_cols
         lead = with_lead.pop()
         states = [self.prefix_state(name, lead) for name in used]
-        model = self.prompt(used[0]).model
-        batch = AfterPrefix(embeds, rest_mask, lead_cols, None, lead)
-        return batch, batch_prefix(states, rows, model.config)
+        return AfterPrefix(embeds, rest_mask, lead_cols, None, lead), rows, states
 
     @torch.no_grad()
     def forward(
@@ -158,11 +174,16 @@ class PromptBank(nn.Module):
         logits_to_keep: int = 0,
     ) -> CausalLMOutputWithPast:
         """Logits at the input positions ``(B, L, V)``; row ``b`` is prompted for ``tasks[b]``."""
-        rest, prefix = self._prepare(input_ids, attention_mask, tasks)
+        rest, rows, states = self._prepare(input_ids, attention_mask, tasks)
         model = self.prompt(tasks[0]).model
+        if self.sharing() == "packed":
+            return forward_packed(
+                model, rest.embeds, rest.rest_mask, rest.lead_cols, rows, states,
+                logits_to_keep=logits_to_keep,
+            )  # fmt: skip
         return forward_with_prefix(
-            model, rest.embeds, rest.rest_mask, rest.lead_cols, prefix,
-            logits_to_keep=logits_to_keep,
+            model, rest.embeds, rest.rest_mask, rest.lead_cols,
+            batch_prefix(states, rows, model.config), logits_to_keep=logits_to_keep,
         )  # fmt: skip
 
     @torch.no_grad()
@@ -176,32 +197,27 @@ class PromptBank(nn.Module):
         eos_token_id: int | list[int] | None = None,
     ) -> torch.Tensor:
         """Greedy generation for a left-padded mixed-task batch; returns the new tokens."""
-        if bool((attention_mask[:, -1] == 0).any()):
-            raise ValueError("generate with a causal model needs left padding (pads first)")
-        rest, prefix = self._prepare(input_ids, attention_mask, tasks)
+        running = self.prefill(input_ids, attention_mask, tasks, verb="generate")
         pm = self.prompt(tasks[0])
         eos = eos_token_id if eos_token_id is not None else pm.model.generation_config.eos_token_id
-        return greedy_with_prefix(
-            pm.model, rest.embeds, rest.rest_mask, rest.lead_cols, prefix, max_new_tokens, eos,
-            pm.tokenizer.pad_token_id,
-        )  # fmt: skip
+        return greedy(pm.model, running, max_new_tokens, eos, pm.tokenizer.pad_token_id)
 
     @torch.no_grad()
     def prefill(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, tasks: Sequence[str]
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        tasks: Sequence[str],
+        *,
+        verb: str = "prefill",
     ) -> Running:
         """Run a left-padded mixed-task batch after its prefixes and keep the cache: rows ready
         to decode with :class:`~lrpt.decoding.Running` (their first token's logits included)."""
         if bool((attention_mask[:, -1] == 0).any()):
-            raise ValueError("prefill with a causal model needs left padding (pads first)")
-        rest, prefix = self._prepare(input_ids, attention_mask, tasks)
+            raise ValueError(f"{verb} with a causal model needs left padding (pads first)")
+        rest, rows, states = self._prepare(input_ids, attention_mask, tasks)
         model = self.prompt(tasks[0]).model
-        out = forward_with_prefix(
-            model, rest.embeds, rest.rest_mask, rest.lead_cols, prefix, logits_to_keep=1
-        )
-        empty = rest.rest_mask.sum(1) == 0  # only a BOS: the prefix predicts the first token
-        last = cast(torch.Tensor, out.logits)[:, -1]
-        logits = torch.where(empty[:, None], prefix.last_logits.to(last.dtype), last)
-        mask = torch.cat([prefix.mask, rest.rest_mask], 1)
-        position = prefix.lengths + rest.rest_mask.sum(1)
-        return Running.from_cache(prefix.cache, mask, position, logits)
+        if self.sharing() == "packed":
+            return prefill_packed(model, rest.embeds, rest.rest_mask, rest.lead_cols, rows, states)
+        prefix = batch_prefix(states, rows, model.config)
+        return prefill_with_prefix(model, rest.embeds, rest.rest_mask, rest.lead_cols, prefix)

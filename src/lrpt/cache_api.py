@@ -1,10 +1,10 @@
 """How lrpt hands a transformers causal LM a precomputed prefix, across transformers releases.
 
-The one place that decides whether a model can take a shared prefix (see :mod:`lrpt.prefix`) and
-under which keyword. transformers 5.0–5.23 name a model's cache argument and output
-``past_key_values``; 5.24 renamed both to ``cache`` (the old name is deprecated, to be removed in
-5.40). Models written outside transformers may take either, or swallow unknown keywords in
-``**kwargs`` and silently ignore them.
+The one place that decides whether a model can take a shared prefix (see :mod:`lrpt.prefix`), under
+which keyword, and whether a batch fits a sliding-window model's window (:func:`window_reason`).
+transformers 5.0–5.23 name a model's cache argument and output ``past_key_values``; 5.24 renamed
+both to ``cache`` (the old name is deprecated, to be removed in 5.40). Models written outside
+transformers may take either, or swallow unknown keywords in ``**kwargs`` and silently ignore them.
 
 So the version only chooses which keyword to try first; the decision is made by what the model
 does: :func:`prefix_support` runs it once on a two-token probe (one token, then the second with
@@ -72,13 +72,22 @@ def prefix_support(model: PreTrainedModel) -> PrefixSupport:
     return known
 
 
+def window_reason(config: Any, span: int | None = None) -> str | None:
+    """Why a batch whose longest prompt + row (+ new tokens) takes ``span`` positions cannot
+    share its prompt on a model with ``config`` (``span`` None: any batch may be too long), or
+    None. A sliding window that covers every row with its prompt is full attention there, and a
+    shared prefix or packed pass gives the same numbers as the naive path; a longer row would
+    have to drop the prompt's first positions, which a shared prefix keeps."""
+    window = sliding_window(config)
+    if window is None or (span is not None and span <= window):
+        return None
+    return (
+        f"in batches where a row with its prompt is longer than the model's sliding window "
+        f"({window} positions)"
+    )
+
+
 def _probe(model: PreTrainedModel) -> PrefixSupport:
-    window = sliding_window(model.config)
-    if window is not None:
-        return PrefixSupport(
-            None, f"the model uses sliding-window attention (window {window}), which a "
-            "precomputed prefix's cache does not follow",
-        )  # fmt: skip
     device = cast(torch.Tensor, model.get_input_embeddings().weight).device
     ids = torch.zeros(1, 2, dtype=torch.long, device=device)
     was_training = model.training
@@ -112,3 +121,11 @@ def _extends(model: PreTrainedModel, ids: torch.Tensor, cache: Any, kwarg: str) 
         return False
     returned = output_cache(out)
     return returned is not None and int(returned.get_seq_length()) == 2
+
+
+def cache_argument(model: PreTrainedModel, cache: Any) -> dict[str, Any]:
+    """``cache`` under the keyword this model takes it by (see :func:`prefix_support`)."""
+    support = prefix_support(model)
+    if support.kwarg is None:
+        raise ValueError(f"this model cannot run after a shared prefix: {support.reason}")
+    return {support.kwarg: cache}

@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, PreTrainedModel
 
-from lrpt.cache_api import output_cache
-from lrpt.prefix import cache_argument
+from lrpt.cache_api import cache_argument, output_cache
 
 
 @dataclass
@@ -109,6 +108,30 @@ def prefill(
         raise ValueError(f"{type(model).__name__} returns no key/value cache")
     logits = cast(torch.Tensor, out.logits)[:, -1]
     return Running.from_cache(cache, attention_mask.long(), position_ids[:, -1] + 1, logits)
+
+
+@torch.no_grad()
+def greedy(
+    model: PreTrainedModel,
+    running: Running,
+    max_new_tokens: int,
+    eos: int | list[int] | None,
+    pad_id: int,
+) -> torch.Tensor:
+    """Greedy decoding of ``running``'s rows, like HF's ``generate(do_sample=False)``: finished
+    rows get ``pad_id`` until every row has finished. Returns the new tokens ``(B, T)``."""
+    device = running.mask.device
+    eos_ids = torch.tensor([eos] if isinstance(eos, int) else (eos or []), device=device)
+    done = torch.zeros(len(running), dtype=torch.bool, device=device)
+    new: list[torch.Tensor] = []
+    for _ in range(max_new_tokens):
+        token = running.logits.argmax(-1).masked_fill(done, pad_id)
+        new.append(token)
+        done |= torch.isin(token, eos_ids)
+        if bool(done.all()) or len(new) == max_new_tokens:
+            break
+        running = running.step(model, token)
+    return torch.stack(new, 1)
 
 
 def choose(

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from transformers import DynamicCache, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from lrpt.cache_api import output_cache, prefix_support
+from lrpt.cache_api import cache_argument, output_cache
+from lrpt.decoding import Running, greedy
 from lrpt.labels import IGNORE
 
 if TYPE_CHECKING:
@@ -51,13 +52,21 @@ class BatchPrefix:
     lead_logits: torch.Tensor | None  # (B, V)
 
 
-def run_prefix(model: PreTrainedModel, prompt: torch.Tensor, lead_id: int | None) -> PrefixState:
-    """Run ``[lead] + prompt`` (``prompt (1, n, d)``) through ``model`` once and keep its cache."""
+def prefix_embeds(
+    model: PreTrainedModel, prompt: torch.Tensor, lead_id: int | None
+) -> torch.Tensor:
+    """``[lead] + prompt`` (``prompt (1, n, d)``) as input embeddings ``(1, P, d)`` of the model."""
     embedding = model.get_input_embeddings()
     rows = prompt.to(cast(torch.Tensor, embedding.weight).dtype)
     if lead_id is not None:
         lead = embedding(torch.tensor([[lead_id]], device=rows.device))  # (1, 1, d)
         rows = torch.cat([lead, rows], 1)
+    return rows
+
+
+def run_prefix(model: PreTrainedModel, prompt: torch.Tensor, lead_id: int | None) -> PrefixState:
+    """Run ``[lead] + prompt`` (``prompt (1, n, d)``) through ``model`` once and keep its cache."""
+    rows = prefix_embeds(model, prompt, lead_id)
     length = rows.shape[1]
     keep = torch.tensor([0, length - 1], device=rows.device)
     out = model(
@@ -96,11 +105,7 @@ def batch_prefix(
         return BatchPrefix(DynamicCache(ddp_cache_data=data, config=config), mask, lengths,
                            last, lead)  # fmt: skip
     width = max(s.length for s in states)
-    data = []
-    for layer in range(len(states[0].keys)):
-        keys = torch.cat([_left_pad(s.keys[layer], width) for s in states])[rows]
-        values = torch.cat([_left_pad(s.values[layer], width) for s in states])[rows]
-        data.append((keys, values))
+    data = prefix_rows(states, rows)
     lengths = torch.tensor([s.length for s in states], device=rows.device)[rows]
     slots = torch.arange(width, device=rows.device)[None]
     mask = (slots >= width - lengths[:, None]).long()
@@ -110,12 +115,17 @@ def batch_prefix(
     return BatchPrefix(DynamicCache(ddp_cache_data=data, config=config), mask, lengths, last, lead)
 
 
-def cache_argument(model: PreTrainedModel, cache: DynamicCache) -> dict[str, DynamicCache]:
-    """``cache`` under the keyword this model takes it by (see :mod:`lrpt.cache_api`)."""
-    support = prefix_support(model)
-    if support.kwarg is None:
-        raise ValueError(f"this model cannot run after a shared prefix: {support.reason}")
-    return {support.kwarg: cache}
+def prefix_rows(
+    states: Sequence[PrefixState], rows: torch.Tensor
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer, the keys and values ``(B, h, P_max, dh)`` of row ``b``'s prefix
+    ``states[rows[b]]``, left-padded with zeros to the longest prefix."""
+    width = max(s.length for s in states)
+    return [
+        (torch.cat([_left_pad(s.keys[layer], width) for s in states])[rows],
+         torch.cat([_left_pad(s.values[layer], width) for s in states])[rows])
+        for layer in range(len(states[0].keys))
+    ]  # fmt: skip
 
 
 def _left_pad(x: torch.Tensor, width: int) -> torch.Tensor:
@@ -173,6 +183,25 @@ def _next_token_loss(
 
 
 @torch.no_grad()
+def prefill_with_prefix(
+    model: PreTrainedModel,
+    embeds: torch.Tensor,
+    rest_mask: torch.Tensor,
+    lead_cols: torch.Tensor,
+    prefix: BatchPrefix,
+) -> Running:
+    """Run left-padded inputs after their cached prefixes and keep the cache: rows ready to
+    decode (:class:`~lrpt.decoding.Running`, the first token's logits included)."""
+    out = forward_with_prefix(model, embeds, rest_mask, lead_cols, prefix, logits_to_keep=1)
+    empty = rest_mask.sum(1) == 0  # only a BOS: the prefix predicts the first token
+    last = cast(torch.Tensor, out.logits)[:, -1]  # (B, V); forward_with_prefix sets logits
+    logits = torch.where(empty[:, None], prefix.last_logits.to(last.dtype), last)
+    mask = torch.cat([prefix.mask, rest_mask], 1)
+    position = prefix.lengths + rest_mask.sum(1)  # (B,) the next token's position
+    return Running.from_cache(prefix.cache, mask, position, logits)
+
+
+@torch.no_grad()
 def greedy_with_prefix(
     model: PreTrainedModel,
     embeds: torch.Tensor,
@@ -183,29 +212,7 @@ def greedy_with_prefix(
     eos: int | list[int] | None,
     pad_id: int,
 ) -> torch.Tensor:
-    """Greedy decoding of left-padded inputs after cached prefixes, like HF's
-    ``generate(do_sample=False)``: finished rows get ``pad_id`` until every row has finished.
-    Returns the new tokens ``(B, T)``."""
-    out = forward_with_prefix(model, embeds, rest_mask, lead_cols, prefix, logits_to_keep=1)
-    empty = rest_mask.sum(1) == 0  # only a BOS: the prefix predicts the first token
-    last = cast(torch.Tensor, out.logits)[:, -1]  # (B, V); forward_with_prefix sets logits
-    logits = torch.where(empty[:, None], prefix.last_logits, last)
-    mask = torch.cat([prefix.mask, rest_mask], 1)
-    position = prefix.lengths + rest_mask.sum(1)  # (B,) the next token's position
-    eos_ids = torch.tensor([eos] if isinstance(eos, int) else (eos or []), device=mask.device)
-    done = torch.zeros(embeds.shape[0], dtype=torch.bool, device=mask.device)
-    embedding = model.get_input_embeddings()
-    new: list[torch.Tensor] = []
-    for _ in range(max_new_tokens):
-        token = logits.argmax(-1).masked_fill(done, pad_id)
-        new.append(token)
-        done |= torch.isin(token, eos_ids)
-        if bool(done.all()) or len(new) == max_new_tokens:
-            break
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
-        logits = model(
-            inputs_embeds=embedding(token[:, None]), attention_mask=mask,
-            position_ids=position[:, None], use_cache=True, **cache_argument(model, prefix.cache),
-        ).logits[:, -1]  # fmt: skip
-        position = position + 1
-    return torch.stack(new, 1)
+    """Greedy decoding of left-padded inputs after cached prefixes (see
+    :func:`lrpt.decoding.greedy`). Returns the new tokens ``(B, T)``."""
+    running = prefill_with_prefix(model, embeds, rest_mask, lead_cols, prefix)
+    return greedy(model, running, max_new_tokens, eos, pad_id)

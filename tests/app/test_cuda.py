@@ -1,4 +1,5 @@
-"""The library on a CUDA device: the shared prefix in bf16, mixed-prompt batches and generation,
+"""The library on a CUDA device: the shared prefix and the packed pass in bf16, mixed-prompt
+batches and generation on both paths,
 float16 training with loss scaling, gradient checkpointing, and a real server on the GPU. Every
 test here is marked ``cuda`` and skips cleanly without a CUDA device."""
 
@@ -31,32 +32,50 @@ def _on_gpu(pm: lrpt.PromptedModel, dtype: torch.dtype) -> lrpt.PromptedModel:
     return pm
 
 
+@pytest.mark.parametrize("path", ["shared", "packed"])
 @pytest.mark.parametrize("side", ["left", "right"])
 @pytest.mark.parametrize("key", STATIC)
-def test_shared_prefix_equals_naive_in_bf16_on_cuda(key: str, side: str) -> None:
-    """The CPU's bf16 tolerances (``tests/test_prefix.py``, with their reasoning) hold on CUDA."""
+def test_shared_prefix_equals_naive_in_bf16_on_cuda(key: str, side: str, path: str) -> None:
+    """The CPU's bf16 tolerances (``tests/test_prefix.py``, with their reasoning) hold on CUDA,
+    for the shared prefix and for the packed pass."""
     from test_prefix import _batch, _prompted, check_bf16_paths
 
+    from lrpt.packed import packed_support
+
     pm = _on_gpu(_prompted(key), torch.bfloat16)
-    assert pm.shares_prefix()
+    assert pm.shares_prefix() and packed_support(pm.model).ok
     assert {p.device.type for p in pm.method.parameters()} == {"cuda"}
     assert {p.dtype for p in pm.method.parameters()} == {torch.float32}  # master weights
-    check_bf16_paths(pm, _to(_batch(pm, side), GPU), key)
+    check_bf16_paths(pm, _to(_batch(pm, side), GPU), key, path)
 
 
-def _bank_on_gpu():
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("key", STATIC)
+def test_packed_equals_naive_in_float32_on_cuda(key: str, side: str) -> None:
+    """float32 on CUDA: the CPU's float32 tolerances (loss and gradients relative 1e-5, logits
+    1e-5) — both paths run on the same device, so only their summation orders differ."""
+    from test_prefix import _batch, _prompted, check_float32_paths
+
+    pm = _on_gpu(_prompted(key), torch.float32)
+    check_float32_paths(pm, _to(_batch(pm, side), GPU), key, "packed")
+
+
+def _bank_on_gpu(path: str = "shared"):
     from test_bank import _bank
 
     bank, tok = _bank()
+    bank.path = path
     return bank.to(GPU), tok
 
 
-def test_mixed_batch_on_cuda_equals_each_task_alone_on_the_cpu() -> None:
+@pytest.mark.parametrize("path", ["shared", "packed"])
+def test_mixed_batch_on_cuda_equals_each_task_alone_on_the_cpu(path: str) -> None:
     """float32 on both devices; CUDA's kernels sum in other orders than the CPU's: atol 1e-4 on
     logits of magnitude < 1 (measured on the CPU alone: 1e-5)."""
     from test_bank import ROWS, TEXTS, _bank
 
-    bank, tok = _bank_on_gpu()
+    bank, tok = _bank_on_gpu(path)
+    assert bank.sharing() == path
     cpu_bank, _ = _bank()
     tok.padding_side = "left"
     batch = tok(TEXTS, return_tensors="pt", padding=True)
@@ -73,10 +92,11 @@ def test_mixed_batch_on_cuda_equals_each_task_alone_on_the_cpu() -> None:
         torch.testing.assert_close(mine, ref, rtol=0, atol=1e-4)
 
 
-def test_mixed_generation_on_cuda_equals_each_task_alone() -> None:
+@pytest.mark.parametrize("path", ["shared", "packed"])
+def test_mixed_generation_on_cuda_equals_each_task_alone(path: str) -> None:
     from test_bank import ROWS, TEXTS
 
-    bank, tok = _bank_on_gpu()
+    bank, tok = _bank_on_gpu(path)
     tok.padding_side = "left"
     batch = _to(dict(tok(TEXTS, return_tensors="pt", padding=True)), GPU)
     mixed = bank.generate(batch["input_ids"], batch["attention_mask"], ROWS, max_new_tokens=6)
@@ -90,11 +110,12 @@ def test_mixed_generation_on_cuda_equals_each_task_alone() -> None:
         assert torch.equal(mixed[row, : len(ref)], ref)
 
 
-def test_checkpointing_with_the_shared_prefix_on_cuda() -> None:
+@pytest.mark.parametrize("path", ["shared", "packed"])
+def test_checkpointing_with_the_shared_prefix_on_cuda(path: str) -> None:
     from test_checkpointing import _batch, _step
 
     loaded = place(tiny("causal"), GPU, torch.float32)
-    pm = lrpt.prompt_model("dpt", loaded.model, loaded.tokenizer, num_tokens=6, rank=3)
+    pm = lrpt.prompt_model("dpt", loaded.model, loaded.tokenizer, num_tokens=6, rank=3, path=path)
     assert pm.shares_prefix()
     batch = _to(_batch(loaded, "causal"), GPU)
     loss, grads, kept = _step(pm, batch)
