@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 
 from lrpt.family import Family
-from lrpt.model import PromptedModel
+from lrpt.model import PromptedModel, embedding_weight
 
 
 class InputEmbeds:
@@ -57,7 +57,7 @@ class InputEmbeds:
         empty = [i for i, row in enumerate(rows) if not row]
         if empty:
             raise ValueError(f"token rows must not be empty; rows {empty} are")
-        device = self.pm.model.get_input_embeddings().weight.device
+        device = embedding_weight(self.pm.model).device
         width = max(len(row) for row in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
