@@ -36,7 +36,7 @@ class Reference:
 
     def __init__(self, pm) -> None:
         self.model = pm.model
-        self.eos = eos_ids(pm)
+        self.eos = eos_ids(pm.model)
         self.requests = 0
 
     def _next(self, e: torch.Tensor) -> torch.Tensor:

@@ -41,10 +41,10 @@ class EmbedsEngine(Protocol):
         ...
 
 
-def eos_ids(pm: PromptedModel) -> list[int]:
-    """The tokens greedy decoding stops at: the model's generation config's EOS, as the own
-    engine's (none: it runs to the token limit)."""
-    eos = pm.model.generation_config.eos_token_id
+def eos_ids(model: Any) -> list[int]:
+    """The tokens greedy decoding stops at: the (transformers) model's generation config's EOS,
+    as the own engine's (none: it runs to the token limit)."""
+    eos = model.generation_config.eos_token_id
     return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
 
 
@@ -121,14 +121,15 @@ class EngineObjective(Objective):
 
 
 class VllmOffline:
-    """:class:`EmbedsEngine` on ``vllm.LLM`` (started here, for the prompted model's frozen
-    model, with ``settings``)."""
+    """:class:`EmbedsEngine` on ``vllm.LLM``, started here with ``settings`` for ``model`` (the
+    frozen transformers model as lrpt loaded it: vLLM loads it from the same directory, in the
+    same dtype)."""
 
-    def __init__(self, pm: PromptedModel, settings: VllmSettings) -> None:
+    def __init__(self, model: Any, settings: VllmSettings) -> None:
         self.vllm = require_vllm()
-        args = settings.engine_args(model_dir(pm.model), pm.model.dtype, cpu=on_cpu())
+        args = settings.engine_args(model_dir(model), model.dtype, cpu=on_cpu())
         self.llm = self.vllm.LLM(**args)
-        self.eos = eos_ids(pm)
+        self.eos = eos_ids(model)
 
     def _run(self, embeds: Sequence[torch.Tensor], params: Any) -> list[Any]:
         prompts = [{"prompt_embeds": e.detach().cpu()} for e in embeds]
@@ -150,4 +151,4 @@ class VllmOffline:
 def on_vllm(objective: Objective, pm: PromptedModel, settings: VllmSettings) -> EngineObjective:
     """``objective`` with its predictions on a vLLM engine started for ``pm``'s frozen model."""
     InputEmbeds(pm)  # a prompt vLLM cannot run fails before the engine starts
-    return EngineObjective(objective, pm, VllmOffline(pm, settings))
+    return EngineObjective(objective, pm, VllmOffline(pm.model, settings))
