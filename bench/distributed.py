@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -24,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from lrpt.app.bench.machine import machine_line
+from lrpt.app.training.outdir import RESULTS
 from lrpt.fileio import atomic_write_text
 
 
@@ -65,7 +64,7 @@ def measure(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     subprocess.run(cmd, env=os.environ | env, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     out = Path(cmd[cmd.index("--out") + 1])
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((out / RESULTS).read_text())
     steps, seconds = results["steps"], results["train_seconds"]
     batch = results["training"]["batch_size"]
     return {
@@ -113,7 +112,7 @@ def main() -> None:
         "model": args.model,
         "task": args.task,
         "method": args.method,
-        "machine": f"{os.cpu_count()}-core {platform.machine()} CPU, torch {torch.__version__}",
+        "machine": machine_line(),
         "note": "the CPU was shared with other jobs (see each variant's load average)",
         "variants": {},
     }

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -26,9 +25,11 @@ from typing import Any
 import torch
 
 import lrpt
+from lrpt.app.bench.machine import machine_line
 from lrpt.app.bench.speed import Variant, measure, ratios
-from lrpt.app.data.datasets import load_task
-from lrpt.app.data.tasks import make_objective, pad, task_spec
+from lrpt.app.data.objectives import make_objective, pad
+from lrpt.app.data.task_format import task_spec
+from lrpt.app.data.tasks import load_task
 from lrpt.fileio import atomic_write_text
 from lrpt.model import IGNORE
 
@@ -94,8 +95,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "rounds": args.rounds,
         "torch_threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch "
-        f"{torch.__version__}",
+        "machine": machine_line(),
         "date": time.strftime("%Y-%m-%d"),
         "runs": [
             measure_dtype(args.model, args.task, d, args.batch_size, args.rounds)

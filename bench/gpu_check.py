@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from lrpt.app.bench.machine import matmul_peak
 from lrpt.app.bench.speed import markdown, run_speed
+from lrpt.app.bench.speed_options import SpeedOptions
 from lrpt.base_models import load_model
 from lrpt.fileio import atomic_write_text
 from lrpt.placement import resolve_device, resolve_dtype
@@ -54,25 +54,6 @@ def build_base(args: argparse.Namespace, where: Path) -> int:
     tokenizer: PreTrainedTokenizerFast = load_model("tiny-llama").tokenizer
     tokenizer.save_pretrained(where)
     return sum(p.numel() for p in model.parameters())
-
-
-def matmul_peak(device: torch.device, dtype: torch.dtype, reps: int = 20) -> float:
-    """Median FLOP/s of an ``n × n`` matmul on ``device`` in ``dtype`` (n = 8192 on CUDA, else
-    2048)."""
-    n = 8192 if device.type == "cuda" else 2048
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    times = []
-    for i in range(reps + 2):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i >= 2:
-            times.append(time.perf_counter() - start)
-    return 2 * n**3 / statistics.median(times)
 
 
 def step_flops(report: dict[str, Any], blocks: int) -> float:
@@ -103,11 +84,12 @@ def main() -> None:
         blocks = params - args.vocab * args.hidden  # tied head: one vocabulary matrix
         if where.type == "cuda":
             torch.cuda.reset_peak_memory_stats(where)
-        report = run_speed(scratch, FIXTURE, num_tokens=args.num_tokens,
-                           batch_size=args.batch_size, rounds=args.rounds,
-                           methods=["pt", "ulpt"], device=str(where), dtype=args.dtype,
-                           against_dtype=args.against_dtype)  # fmt: skip
-    peak = matmul_peak(where, dtype)
+        options = SpeedOptions(scratch, FIXTURE, num_tokens=args.num_tokens,
+                               batch_size=args.batch_size, rounds=args.rounds,
+                               methods=("pt", "ulpt"), device=str(where), dtype=args.dtype,
+                               against_dtype=args.against_dtype)  # fmt: skip
+        report = run_speed(options)
+    peak = matmul_peak(dtype, where, reps=20)
     flops = step_flops(report, blocks)
     report["model"] = f"random Llama-shaped, {params / 1e9:.2f} B parameters"
     report["device_name"] = (

@@ -18,34 +18,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from lrpt.app.data.tasks import make_objective
+from lrpt.app.bench.machine import machine_line, matmul_peak
+from lrpt.app.data.objectives import make_objective
 from lrpt.app.runs import eval_data, load_trained
 from lrpt.app.spec import DataSpec
 from lrpt.app.training.evaluate import evaluate, subset
 from lrpt.fileio import atomic_write_text
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
-    """Median FLOP/s of an ``n × n`` matmul in ``dtype`` (after a warm-up)."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    for _ in range(2):
-        a @ b
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / statistics.median(times)
 
 
 def forward_flops(model: Any, lengths: list[int], prefix: int, answers: int) -> float:
@@ -108,8 +94,7 @@ def main() -> None:
         "prompt": args.prompt,
         "batch_size": args.batch_size,
         "torch_threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch "
-        f"{torch.__version__}",
+        "machine": machine_line(),
         "date": time.strftime("%Y-%m-%d"),
         "runs": [measure(args.prompt, d, args.batch_size, args.limit) for d in args.dtype],
     }

@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import copy
 import json
-import platform
 import random
 import shutil
 import subprocess
@@ -41,6 +40,8 @@ from typing import Any
 import httpx
 import torch
 from serve_load import Load, mr_texts, percentiles, run_load, served_prompts, zipf_weights
+
+from lrpt.app.bench.machine import machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ROOT / "bench" / "results"
@@ -257,8 +258,7 @@ def main() -> None:
     texts = mr_texts()
     url = f"http://127.0.0.1:{args.port}"
     results: dict[str, Any] = {
-        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}",
+        "machine": machine_line(threads=True),
         "sources": [str(p.relative_to(ROOT)) for p in sources],
     }
     with tempfile.TemporaryDirectory() as tmp:

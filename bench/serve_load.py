@@ -166,7 +166,7 @@ async def run_load(load: Load) -> dict[str, Any]:
 
 def mr_texts(limit: int = 1000) -> list[str]:
     """MR's test reviews (the built-in task's data)."""
-    from lrpt.app.data.datasets import load_task
+    from lrpt.app.data.tasks import load_task
 
     return [ex.text for ex in load_task("mr").test[:limit]]
 

@@ -14,7 +14,8 @@ import re
 import sys
 from pathlib import Path
 
-from lrpt.app.bench import prose
+import results_prose as prose
+
 from lrpt.app.bench.suite import load_suite
 from lrpt.fileio import atomic_write_text
 

@@ -11,10 +11,13 @@ pytestmark = pytest.mark.slow
 
 def test_smollm2_mr_train_save_reload(tmp_path: Path) -> None:
     from lrpt.app.cli.eval import load_trained
-    from lrpt.app.data.datasets import load_task, task_available
-    from lrpt.app.data.tasks import make_objective, task_spec
+    from lrpt.app.data.objectives import make_objective
+    from lrpt.app.data.task_format import task_spec
+    from lrpt.app.data.tasks import load_task, task_available
+    from lrpt.app.train_config import TrainConfig
     from lrpt.app.training.evaluate import predict, subset
-    from lrpt.app.training.loop import Run, TrainConfig, train
+    from lrpt.app.training.loop import train
+    from lrpt.app.training.state import Run
     from lrpt.base_models import load_model
     from lrpt.model import prompt_model
     from lrpt.pretrained import is_available

@@ -25,8 +25,9 @@ MEASURED: dict[str, dict[str, Any]] = {}  # method → what it measured, printed
 @pytest.fixture(scope="module")
 def setup() -> Any:
     """The real model, the MR task and its objective, and one vLLM engine."""
-    from lrpt.app.data.datasets import load_task
-    from lrpt.app.data.tasks import make_objective, task_spec
+    from lrpt.app.data.objectives import make_objective
+    from lrpt.app.data.task_format import task_spec
+    from lrpt.app.data.tasks import load_task
     from lrpt.app.training.evaluate import subset
     from lrpt.app.vllm_engine.offline import VllmOffline
     from lrpt.app.vllm_engine.settings import VllmSettings, require_vllm
@@ -45,7 +46,7 @@ def setup() -> Any:
 def prompted(key: str, loaded: Any) -> Any:
     """Method ``key`` with its default options, seed 0, every trainable tensor moved by seeded
     noise of std 0.02 (so that DePT's and EPT's input updates, zero at init, are not)."""
-    from lrpt.app.runs import load_encoder
+    from lrpt.app.trained import load_encoder
     from lrpt.model import prompt_model
 
     encoder, _ = load_encoder(key, "smollm2-135m", None)

@@ -19,7 +19,7 @@ import torch
 from conftest import tiny, tiny_encoder
 
 import lrpt
-from lrpt.app.data.tasks import TaskSpec
+from lrpt.app.data.task_format import TaskSpec
 
 MR = TaskSpec(
     "mr", ("negative", "positive"), "accuracy", "Review: {text}\nSentiment:",
@@ -39,9 +39,13 @@ PROMPTS: dict[str, tuple[str, dict[str, Any], TaskSpec]] = {
 }
 
 
-def save(root: Path, name: str, seed: int = 0) -> Path:
-    """Save prompt ``name`` of :data:`PROMPTS` (random, seeded) on tiny-llama under ``root``."""
+def save(
+    root: Path, name: str, seed: int = 0, *, task: TaskSpec | None = None, to: str | None = None
+) -> Path:
+    """Save prompt ``name`` of :data:`PROMPTS` (random, seeded) on tiny-llama under ``root``
+    (as ``to``, with another ``task`` format if given)."""
     key, options, spec = PROMPTS[name]
+    spec = task or spec
     base = tiny("causal")
     encoder = None if lrpt.METHODS[key].static else tiny_encoder()
     pm = lrpt.prompt_model(key, base.model, base.tokenizer, encoder=encoder, seed=seed, **options)
@@ -50,7 +54,7 @@ def save(root: Path, name: str, seed: int = 0) -> Path:
             if p.requires_grad:
                 p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(seed)) * 0.5)
     return lrpt.save_prompt(
-        pm, root / name, model_name="tiny-llama", training={"task": spec.to_dict()},
+        pm, root / (to or name), model_name="tiny-llama", training={"task": spec.to_dict()},
         encoder_name=None if encoder is None else "tiny-bert", overwrite=True,
     )  # fmt: skip
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lrpt.app.bench.claims import Claim, evaluate, markdown, parse_claims, ratio_text
 from lrpt.app.bench.suite import load_suite
+from lrpt.app.bench.suite.claims import Claim, evaluate, markdown, parse_claims, ratio_text
 
 CONFIGS = {"ulpt", "pt", "pt-n3"}
 

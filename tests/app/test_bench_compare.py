@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from lrpt.app.bench import suite as bench_suite
-from lrpt.app.bench.compare import moved
-from lrpt.app.bench.suite import load_suite, resolve, write_summary
+from lrpt.app.bench.suite import load_suite, write_summary
+from lrpt.app.bench.suite.compare import moved
+from lrpt.app.bench.suite.grid import resolve
+from lrpt.app.bench.suite.records import RUN_RECORD
 
 BASE = (
     'description = "before"\n[defaults]\nmodel = "tiny-llama"\ntasks = ["mr"]\nseeds = [0, 1]\n'
@@ -51,7 +52,7 @@ def finish(root: Path, suite: Any, run: Any, score: float, lr: float, **rates: f
         "peak_rss_mb": 100.0, "finished": "2026-12-05T00:00:00+00:00",
         "machine": {"cpu": "c", "cpus": 2, "os": "o", "python": "3", "torch": "t"},
     }  # fmt: skip
-    (out / bench_suite.RUN_RECORD).write_text(json.dumps(record))
+    (out / RUN_RECORD).write_text(json.dumps(record))
     results = {"training": {"lr": lr}, "config": {"rank": 2, **rates}}
     (out / "results.json").write_text(json.dumps(results))
 

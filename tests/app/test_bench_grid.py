@@ -11,12 +11,16 @@ from typing import Any
 
 import pytest
 
-from lrpt.app.bench import suite as bench_suite
-from lrpt.app.bench.suite import grid_choice, load_suite
+from lrpt.app.bench.suite import load_suite, runner, write_summary
+from lrpt.app.bench.suite.grid import grid_choice, resolve
+from lrpt.app.bench.suite.records import RUN_RECORD
 from lrpt.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS = ROOT / "tests" / "fixtures" / "topics.jsonl"
+A = '[[run]]\nname = "a"\nmethod = "pt"\n'  # entries of the error cases
+B = '[[run]]\nname = "b"\nmethod = "pt"\n'
+A_GRID = A + "grid = { lr = [0.1, 0.01] }\n"
 
 
 def write_suite(tmp_path: Path, text: str, defaults: str = "") -> Path:
@@ -57,28 +61,6 @@ def test_grid_forms_and_order(tmp_path: Path) -> None:
     assert suite.planned_seeds() == {"pt": 2, "dept": 2}  # grid runs are not tested seeds
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("grid = { lr = 0.1 }\n", "grid must be a table of non-empty lists"),
-        ("grid = { lr = [0.1] }\n", "at least 2 points, got 1"),
-        ("grid = { lr = [0.1, 0.1] }\n", "the same point twice"),
-        ("grid = [{ lr = 0.1 }, { steps = 3 }]\n", "every grid point must set the same keys"),
-        ("grid = { seed = [1, 2] }\n", "seed cannot be in a grid"),
-        ("grid = { evaluate_test = [true, false] }\n", "evaluate_test cannot be in a grid"),
-        ("grid = { lr = [0.1, -1.0] }\n", "lr must be > 0, got -1.0"),
-        ("grid = { rank = [1, 2] }\n", "does not use --rank"),
-        ('grid = { init = ["a/b", "vocab"] }\n', "does not make a directory name"),
-        ('grid_group = "g"\n', "grid_group 'g' without a grid"),
-        ("grid = 3\n", "grid must be a table of lists"),
-    ],
-)
-def test_grid_errors(tmp_path: Path, text: str, message: str) -> None:
-    entry = '[[run]]\nname = "a"\nmethod = "pt"\n' + text
-    with pytest.raises(ValueError, match=message):
-        load_suite(write_suite(tmp_path, entry))
-
-
 def test_grid_from_takes_another_entrys_choice(tmp_path: Path) -> None:
     """A longer run at the rate another entry's grid chose: no grid runs of its own."""
     text = (
@@ -86,16 +68,14 @@ def test_grid_from_takes_another_entrys_choice(tmp_path: Path) -> None:
         '[[run]]\nname = "long"\nmethod = "pt"\ngrid_from = "short"\nsteps = 1000\nstage = 1\n'
     )
     suite = load_suite(write_suite(tmp_path, text))
-    assert [run.id for run in suite.runs] == [
-        "mr/short/grid/lr=0.1/seed0", "mr/short/grid/lr=0.01/seed0", "mr/short/seed0",
-        "mr/long/seed0",
-    ]  # fmt: skip
+    runs = {run.id: run for run in suite.runs}
+    assert len(runs) == 4  # no grid runs of its own (their order: test_bench_suite.py)
     root = tmp_path / "results"
-    finish(root, suite.runs[0], 0.5)
-    long = suite.runs[3]
-    assert long.waits_for_grid and bench_suite.resolve(suite, long, root) is None
-    finish(root, suite.runs[1], 0.75)
-    resolved = bench_suite.resolve(suite, long, root)
+    finish(root, runs["mr/short/grid/lr=0.1/seed0"], 0.5)
+    long = runs["mr/long/seed0"]
+    assert long.waits_for_grid and resolve(suite, long, root) is None
+    finish(root, runs["mr/short/grid/lr=0.01/seed0"], 0.75)
+    resolved = resolve(suite, long, root)
     assert resolved is not None and resolved.training == {"model": "tiny-llama", "lr": 0.01,
                                                           "steps": 1000}  # fmt: skip
 
@@ -103,26 +83,27 @@ def test_grid_from_takes_another_entrys_choice(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('grid_from = "nope"\n', "grid_from 'nope' is not an entry with a grid"),
-        ('grid_from = "a"\ntasks = ["bbc"]\n', "grid_from 'a' has no grid on bbc"),
-        ('grid_from = "a"\ngrid = { lr = [1.0, 2.0] }\n', "grid_from takes another entry's"),
+        (A + "grid = { lr = 0.1 }\n", "grid must be a table of non-empty lists"),
+        (A + "grid = { lr = [0.1] }\n", "at least 2 points, got 1"),
+        (A + "grid = { lr = [0.1, 0.1] }\n", "the same point twice"),
+        (A + "grid = [{ lr = 0.1 }, { steps = 3 }]\n", "every grid point must set the same keys"),
+        (A + "grid = { seed = [1, 2] }\n", "seed cannot be in a grid"),
+        (A + "grid = { evaluate_test = [true, false] }\n", "evaluate_test cannot be in a grid"),
+        (A + "grid = { lr = [0.1, -1.0] }\n", "lr must be > 0, got -1.0"),
+        (A + "grid = { rank = [1, 2] }\n", "does not use --rank"),
+        (A + 'grid = { init = ["a/b", "vocab"] }\n', "does not make a directory name"),
+        (A + 'grid_group = "g"\n', "grid_group 'g' without a grid"),
+        (A + "grid = 3\n", "grid must be a table of lists"),
+        (A_GRID + B + 'grid_from = "nope"\n', "grid_from 'nope' is not an entry with a grid"),
+        (A_GRID + B + 'grid_from = "a"\ntasks = ["bbc"]\n', "grid_from 'a' has no grid on bbc"),
+        (A_GRID + B + 'grid_from = "a"\ngrid = { lr = [1.0, 2.0] }\n', "grid_from takes another"),
+        (A_GRID + 'grid_group = "g"\n' + B + 'grid = { lr = [0.1, 0.03] }\ngrid_group = "g"\n',
+         "grid_group 'g' has other points in b than in a"),
     ],
-)
-def test_grid_from_errors(tmp_path: Path, text: str, message: str) -> None:
-    entries = (
-        '[[run]]\nname = "a"\nmethod = "pt"\ngrid = { lr = [0.1, 0.01] }\n'
-        '[[run]]\nname = "b"\nmethod = "pt"\n' + text
-    )
+)  # fmt: skip
+def test_grid_errors(tmp_path: Path, text: str, message: str) -> None:
+    """A malformed grid, grid_group or grid_from: one error naming it."""
     with pytest.raises(ValueError, match=message):
-        load_suite(write_suite(tmp_path, entries))
-
-
-def test_group_needs_the_same_points(tmp_path: Path) -> None:
-    text = (
-        '[[run]]\nname = "a"\nmethod = "pt"\ngrid = { lr = [0.1, 0.01] }\ngrid_group = "g"\n'
-        '[[run]]\nname = "b"\nmethod = "pt"\ngrid = { lr = [0.1, 0.03] }\ngrid_group = "g"\n'
-    )
-    with pytest.raises(ValueError, match="grid_group 'g' has other points in b than in a"):
         load_suite(write_suite(tmp_path, text))
 
 
@@ -131,7 +112,7 @@ def finish(root: Path, run: Any, validation: float | None, test: float | None = 
     out = root / run.id
     out.mkdir(parents=True)
     record = {"settings": run.settings(), "best_validation": validation, "test": test}
-    (out / bench_suite.RUN_RECORD).write_text(json.dumps(record))
+    (out / RUN_RECORD).write_text(json.dumps(record))
 
 
 def test_choice_by_validation_alone_and_by_group(tmp_path: Path) -> None:
@@ -153,9 +134,9 @@ def test_choice_by_validation_alone_and_by_group(tmp_path: Path) -> None:
         for point, value in enumerate(values[:2]):
             finish(root, grid[(config, point)], value, test=1.0 - value)
     assert grid_choice(suite, final["alone"], root)["chosen"] is None  # a point is missing
-    assert bench_suite.resolve(suite, final["alone"], root) is None
+    assert resolve(suite, final["alone"], root) is None
     # a group's choice lists each member's score: the count takes each grid run once
-    bench_suite.write_summary(suite, root)
+    write_summary(suite, root)
     assert "Grid runs: 6 of 9 finished." in (root / "summary.md").read_text()
     for config, values in scores.items():
         finish(root, grid[(config, 2)], values[2], test=1.0)
@@ -167,7 +148,7 @@ def test_choice_by_validation_alone_and_by_group(tmp_path: Path) -> None:
     # means 0.5, 0.65, 0.55: the second point, although pt alone prefers the first
     assert [p["mean"] for p in shared["points"]] == pytest.approx([0.5, 0.65, 0.55])
     assert shared["chosen"] == 1 and shared["points"][0]["validation"] == {"pt": 0.9, "idpg": 0.1}
-    resolved = bench_suite.resolve(suite, final["pt"], root)
+    resolved = resolve(suite, final["pt"], root)
     assert resolved is not None and resolved.training["lr"] == 0.01
     assert "evaluate_test" not in resolved.training
 
@@ -237,7 +218,7 @@ def test_grid_suite_end_to_end(
     def no_training(*args: Any) -> None:
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(bench_suite, "run_child", no_training)
+    monkeypatch.setattr(runner, "run_child", no_training)
     assert main(command) == 0
     assert capsys.readouterr().err.count("finished before, skipped") == 4
     assert main([*command, "--list"]) == 0

@@ -10,8 +10,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from results_prose import render  # scripts/ (on the tests' path: pyproject.toml)
 
-from lrpt.app.bench.prose import render
 from lrpt.app.bench.suite import load_suite
 
 ROOT = Path(__file__).parents[2]

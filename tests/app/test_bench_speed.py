@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from lrpt.app.bench.speed import Variant, markdown, ratios, run_speed
+from lrpt.app.bench.speed_options import SpeedOptions
 
 FIXTURE = str(Path(__file__).parents[1] / "fixtures" / "topics.jsonl")
 
 
 def test_speed_report_is_complete() -> None:
-    report = run_speed("tiny-llama", FIXTURE, num_tokens=6, batch_size=4, rounds=2,
-                       methods=["pt", "ulpt"], progress=lambda _: None)  # fmt: skip
+    options = SpeedOptions("tiny-llama", FIXTURE, num_tokens=6, batch_size=4, rounds=2,
+                           methods=("ulpt",), device="cpu", dtype="float32")  # fmt: skip
+    report = run_speed(options, progress=lambda _: None)
     names = [row["name"] for row in report["training"]]
     assert names == ["pt", "pt (naive)", "peft pt", "ulpt"]
     losses = {row["name"]: row["loss_first"] for row in report["training"]}
@@ -79,6 +81,22 @@ def test_no_ratio_for_a_shared_variant_that_did_not_share() -> None:
     table = markdown(report)
     assert "| pt | every row | 1.5 | nan | not reported: 'pt' did not share" in table
     assert "| training step time, lrpt pt / PEFT | not reported: 'pt' did not share" in table
+
+
+def test_speed_flags_are_the_options_fields() -> None:
+    """Each flag sets its SpeedOptions field; a flag not given leaves the field's default; pt,
+    the baseline, is timed first when --methods leaves it out."""
+    from lrpt.app.cli import build_parser
+    from lrpt.app.cli.bench import given_speed_options
+
+    argv = ["bench", "--speed", "--num-tokens", "7", "--methods", "ulpt,ept", "--naive",
+            "--against-dtype", "float32", "--out", "r.json"]  # fmt: skip
+    options = SpeedOptions(**given_speed_options(build_parser().parse_args(argv)))
+    assert options == SpeedOptions(num_tokens=7, methods=("ulpt", "ept"), naive=True,
+                                   against_dtype="float32", out=Path("r.json"))  # fmt: skip
+    assert options.timed == ["pt", "ulpt", "ept"]
+    assert SpeedOptions(methods=("ulpt", "pt")).timed == ["ulpt", "pt"]
+    assert given_speed_options(build_parser().parse_args(["bench", "--speed"])) == {}
 
 
 def test_speed_flags_are_checked_before_anything_loads(capsys) -> None:

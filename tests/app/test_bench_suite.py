@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from lrpt.accounting import describe
-from lrpt.app.bench import suite as bench_suite
-from lrpt.app.bench.suite import Suite, SuiteRun, load_suite, markdown, plot, summarize
+from lrpt.app.bench.suite import Suite, SuiteRun, load_suite, runner
+from lrpt.app.bench.suite.report import markdown, plot, summarize
+from lrpt.app.bench.suite.runner import select_runs
 from lrpt.app.cli import main
 from lrpt.methods import METHODS
 
@@ -140,17 +141,24 @@ def test_load_suite_unknown_table(tmp_path: Path) -> None:
         load_suite(path)
 
 
-def test_stage_orders_before_seed(tmp_path: Path) -> None:
-    text = (
-        'seeds = [0, 1]\n[[run]]\nname = "late"\nmethod = "pt"\nstage = 1\n'
-        '[[run]]\nname = "early"\nmethod = "pt"\n[[run]]\nname = "also"\nmethod = "pt"\n'
-    )
+@pytest.mark.parametrize(
+    ("text", "ids"),
+    [
+        ('seeds = [0, 1]\n[[run]]\nname = "late"\nmethod = "pt"\nstage = 1\n'
+         '[[run]]\nname = "early"\nmethod = "pt"\n[[run]]\nname = "also"\nmethod = "pt"\n',
+         ["mr/early/seed0", "mr/also/seed0", "mr/early/seed1", "mr/also/seed1", "mr/late/seed0",
+          "mr/late/seed1"]),
+        # a grid's runs first in its stage; grid_from (a later stage) runs no grid of its own
+        ('[[run]]\nname = "short"\nmethod = "pt"\ngrid = { lr = [0.1, 0.01] }\n'
+         '[[run]]\nname = "long"\nmethod = "pt"\ngrid_from = "short"\nstage = 1\n',
+         ["mr/short/grid/lr=0.1/seed0", "mr/short/grid/lr=0.01/seed0", "mr/short/seed0",
+          "mr/long/seed0"]),
+    ],
+)  # fmt: skip
+def test_runs_in_order_of_stage_then_seed(tmp_path: Path, text: str, ids: list[str]) -> None:
     suite = load_suite(write_suite(tmp_path, text))
-    assert [run.id for run in suite.runs] == [
-        "mr/early/seed0", "mr/also/seed0", "mr/early/seed1", "mr/also/seed1",
-        "mr/late/seed0", "mr/late/seed1",
-    ]  # fmt: skip
-    assert all(run.training == {"model": "tiny-llama"} for run in suite.runs)
+    assert [run.id for run in suite.runs] == ids
+    assert all(r.training == {"model": "tiny-llama"} for r in suite.runs if not r.selects)
 
 
 def test_quick_suite() -> None:
@@ -224,8 +232,6 @@ def test_fair_suite() -> None:
 def test_only_selects_runs_by_id_pattern_in_the_suites_order(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from lrpt.app.bench.suite import select_runs
-
     suite = load_suite(SUITES / "fair.toml")
     chosen = select_runs(suite, ["mr/ept-s61-r27/*", "mr/ulpt-n100-r2/*"])
     assert [r.id for r in chosen] == [
@@ -302,7 +308,7 @@ def test_tiny_suite_end_to_end(
     def no_training(*args: Any) -> None:
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(bench_suite, "run_child", no_training)
+    monkeypatch.setattr(runner, "run_child", no_training)
     assert main(command) == 0
     assert capsys.readouterr().err.count("finished before, skipped") == 2
     for name in ("summary.json", "summary.md"):
@@ -316,13 +322,13 @@ def test_tiny_suite_end_to_end(
     monkeypatch.chdir(ROOT)
     (root / ids[1] / "run.json").unlink()
     trained: list[str] = []
-    real_child = bench_suite.run_child
+    real_child = runner.run_child
 
     def counting(command: list[str], log: Path) -> tuple[int, float | None]:
         trained.append(str(log.parent.relative_to(root)))
         return real_child(command, log)
 
-    monkeypatch.setattr(bench_suite, "run_child", counting)
+    monkeypatch.setattr(runner, "run_child", counting)
     assert main(command) == 0
     assert trained == [ids[1]]
     assert len(json.loads((root / "summary.json").read_text())) == 2
@@ -348,7 +354,7 @@ def test_failed_run_is_reported_and_retried(
         log.write_text("lrpt: error: the training loss is nan at step 3: lower --lr\n")
         return 2, None
 
-    monkeypatch.setattr(bench_suite, "run_child", failing)
+    monkeypatch.setattr(runner, "run_child", failing)
     assert main(["bench", "--suite", "tiny", "--results-dir", str(tmp_path)]) == 1
     captured = capsys.readouterr()
     assert captured.err.count("FAILED (lrpt: error: the training loss is nan") == 2

@@ -52,7 +52,7 @@ def test_bad_input_is_one_line_exit_2(capsys, argv: list[str], message: str) -> 
 
 
 def test_unused_flag_is_rejected(capsys) -> None:
-    from lrpt.app.cli.flags import option_types
+    from lrpt.app.method_options import option_types
 
     unused = sorted(set(option_types()) - {"num_tokens", "init", "init_text"})
     if not unused:

@@ -7,17 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from lrpt.app.data.datasets import (
-    TASKS,
-    Example,
-    TaskData,
-    first_sentence,
-    load_task,
-    load_user_data,
-    sort_labels,
-    split_rows,
-    task_available,
-)
+from lrpt.app.data.examples import Example, TaskData, sort_labels, split_rows
+from lrpt.app.data.tasks import TASKS, data_dir, load_task, task_available
+from lrpt.app.data.tasks.bbc import first_sentence
+from lrpt.app.data.tasks.vader import VADER_SDIST
+from lrpt.app.data.user_data import load_user_data
 from lrpt.pretrained import is_available
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -307,7 +301,10 @@ def test_too_few_examples_to_split(tmp_path: Path) -> None:
 
 def test_taskdata_validation() -> None:
     ex = [Example("a", "x")]
-    with pytest.raises(ValueError, match="unknown metric 'bleu'"):
+    with pytest.raises(
+        ValueError,
+        match=r"task 't': metric must be one of accuracy, matthews, f1, pearson; got 'bleu'",
+    ):
         TaskData("t", ex, ex, ex, ["x"], metric="bleu")
     with pytest.raises(ValueError, match=r"verbalizer has no word for labels \['y'\]"):
         TaskData("t", ex, ex, ex, ["x", "y"], verbalizer={"x": "ex"})
@@ -406,7 +403,6 @@ def test_pretrained_errors() -> None:
 
 
 def test_cache_and_data_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lrpt.app.data.datasets import data_dir
     from lrpt.pretrained import cache_dir
 
     for var in ("LRPT_CACHE", "XDG_CACHE_HOME", "LRPT_DATA_DIR"):
@@ -434,8 +430,6 @@ def test_missing_sdist_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def _sdist() -> Path:
-    from lrpt.app.data.datasets import VADER_SDIST, data_dir
-
     return data_dir() / VADER_SDIST
 
 

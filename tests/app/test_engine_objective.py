@@ -13,8 +13,9 @@ import torch
 from conftest import randomise, tiny_prompted
 
 from lrpt.app.cli import main
-from lrpt.app.data.datasets import Example
-from lrpt.app.data.tasks import TaskSpec, make_objective
+from lrpt.app.data.examples import Example
+from lrpt.app.data.objectives import make_objective
+from lrpt.app.data.task_format import TaskSpec
 from lrpt.app.vllm_engine.offline import EngineObjective, eos_ids
 from lrpt.app.vllm_engine.scoring import MAX_TOKENS_PER_REQUEST, ScorePlan
 from lrpt.app.vllm_engine.settings import VllmSettings

@@ -28,7 +28,8 @@ def test_multiclass_f1_is_macro_and_unmatched_counts_wrong() -> None:
 def test_regression_metrics() -> None:
     m = regression_metrics([1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.5])
     assert m["spearman"] == pytest.approx(1.0)
-    assert 0.99 < m["pearson"] < 1.0
+    # Σ(x−x̄)(y−ȳ) = 10.75, Σ(x−x̄)² = 5, Σ(y−ȳ)² = 23.1875
+    assert m["pearson"] == pytest.approx(10.75 / math.sqrt(5 * 23.1875), abs=1e-12)
     assert regression_metrics([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) == {"pearson": 0.0, "spearman": 0.0}
     assert is_regression("pearson") and not is_regression("accuracy")
 

@@ -17,8 +17,8 @@ from conftest import tiny, tiny_encoder
 from serving import MR, PROMPTS, Server, save, save_foreign, tar_of
 
 import lrpt
-from lrpt.app.data.datasets import Example
-from lrpt.app.data.tasks import ClassifyObjective, make_objective
+from lrpt.app.data.examples import Example
+from lrpt.app.data.objectives import ClassifyObjective, make_objective
 
 TEXTS = ["a quiet, lovely film", "dull and far too long", "I laughed", "stocks fell sharply"]
 
@@ -157,14 +157,14 @@ def test_stop_strings_cut_the_text(server: Server) -> None:
         ({"model": "nope", "prompt": "x"}, 404, "model", "model_not_found"),
         ({"model": "sent-pt", "prompt": "x", "max_tokens": "4"}, 400, "max_tokens", "invalid_type"),
         ({"model": "sent-pt", "prompt": "x", "max_tokens": 100000}, 400, "max_tokens", None),
-        ({"model": "sent-pt", "prompt": "x", "n": 2}, 400, "n", None),
+        ({"model": "sent-pt", "prompt": "x", "n": 0}, 400, "n", None),
         ({"model": "sent-pt", "prompt": "   "}, 400, "prompt", "empty_input"),
         ({"model": "sent-pt", "prompt": "x " * 3000}, 400, "prompt", "input_too_long"),
         ({"model": "sent-pt"}, 400, "prompt", "missing_field"),
         ({"model": "sent-pt", "prompt": "x", "temperature": 5}, 400, "temperature", None),
-        ({"model": "sent-pt", "prompt": "x", "best_of": 3}, 400, "best_of", None),
+        ({"model": "sent-pt", "prompt": "x", "best_of": 0}, 400, "best_of", None),
         ({"model": "sent-pt", "prompt": "x", "colour": 1}, 400, "colour", "unknown_field"),
-        ({"model": "sent-pt", "prompt": ["a", "b"]}, 400, "prompt", None),
+        ({"model": "sent-pt", "prompt": []}, 400, "prompt", None),
         ({"model": "sent-pt", "prompt": "a" * 2_000_000}, 413, "body", "body_too_large"),
     ],
 )
@@ -196,12 +196,12 @@ def test_bad_classify_requests(server: Server) -> None:
 
 
 def test_upload_replace_inspect_delete(server: Server, tmp_path: Path) -> None:
-    url = server.url + "/v1/prompts/new-one"
+    url = server.url + "/v1/prompts/new.one"  # a dot: the engine's bank takes any valid name
     first = save(tmp_path, "sent-ulpt", seed=11)
     created = httpx.put(url, content=tar_of(first))
     assert created.status_code == 201, created.text
     assert created.json()["method"] == "ulpt" and created.json()["classify"]
-    ask = {"model": "new-one", "input": TEXTS[0]}
+    ask = {"model": "new.one", "input": TEXTS[0]}
     scores = httpx.post(server.url + "/v1/classify", json=ask).json()["data"][0]["scores"]
     second = save(tmp_path / "b", "sent-ulpt", seed=12)
     assert httpx.put(url, content=tar_of(second)).status_code == 200  # replaced
@@ -332,8 +332,8 @@ def test_the_openai_client_works_against_it(server: Server, store: Path) -> None
     assert "".join(c.choices[0].text for c in parts if c.choices) == done.choices[0].text
     from openai import BadRequestError
 
-    with pytest.raises(BadRequestError, match="n must be 1"):
-        client.completions.create(model="sent-ulpt", prompt="x", n=3)
+    with pytest.raises(BadRequestError, match="n: Input should be greater than or equal to 1"):
+        client.completions.create(model="sent-ulpt", prompt="x", n=0)
 
 
 def test_two_replicas_on_one_store(server: Server, store: Path, tmp_path: Path) -> None:

@@ -16,7 +16,9 @@ from conftest import tiny
 from serving import PROMPTS, save
 from test_serve import TEXTS, _greedy_alone, _scores_alone
 
-from lrpt.app.serve.engine import ClassifyJob, Engine, GenerateJob, Overloaded
+from lrpt.app.serve.engine import Engine
+from lrpt.app.serve.errors import Overloaded
+from lrpt.app.serve.jobs import ClassifyJob, Delta, Done, Event, GenerateJob, Labels, Sampling
 from lrpt.app.serve.metrics import ServeMetrics
 from lrpt.app.serve.store import PromptStore
 
@@ -33,28 +35,36 @@ def _engine(root: Path, **kwargs: Any) -> Engine:
     base = tiny("causal")
     store = PromptStore(root, base.model.eval(), base.tokenizer, "tiny-llama")
     store.load_all()
-    return Engine(store, "tiny-llama", ServeMetrics(), **kwargs)
+    return Engine(store, ServeMetrics(), **kwargs)
 
 
 class Sink:
     """Collects one request's events."""
 
     def __init__(self) -> None:
-        self.events: list[tuple[Any, ...]] = []
+        self.events: list[Event] = []
 
-    def __call__(self, event: tuple[Any, ...]) -> None:
+    def __call__(self, event: Event) -> None:
         self.events.append(event)
 
     @property
     def text(self) -> str:
-        assert self.events[-1][0] == "done", self.events
-        return "".join(e[1] for e in self.events if e[0] == "delta")
+        assert isinstance(self.events[-1], Done), self.events
+        return "".join(e.text for e in self.events if isinstance(e, Delta))
+
+
+def _classify(engine: Engine, name: str, sink: Sink, texts: list[str], timeout: float) -> None:
+    served, objective = engine.store.classifier(name)
+    engine.submit(ClassifyJob(served=served, objective=objective, deliver=sink,
+                              deadline=time.monotonic() + timeout, texts=texts))  # fmt: skip
 
 
 def _generate(engine: Engine, name: str, prompt: str, sink: Sink, max_tokens: int) -> None:
     ids = list(engine.tokenizer(prompt)["input_ids"])
-    engine.submit(GenerateJob(name, sink, time.monotonic() + 60, ids=ids, text=prompt,
-                              max_tokens=max_tokens, temperature=0.0))  # fmt: skip
+    greedy = Sampling(temperature=0.0)
+    engine.submit(GenerateJob(served=engine.store.resolve(name), deliver=sink,
+                              deadline=time.monotonic() + 60, ids=ids, text=prompt,
+                              max_tokens=max_tokens, sampling=greedy))  # fmt: skip
 
 
 def test_generations_join_mid_decode_and_equal_each_prompt_alone(store_dir: Path) -> None:
@@ -75,21 +85,21 @@ def test_generations_join_mid_decode_and_equal_each_prompt_alone(store_dir: Path
     for name, sink in late.items():
         if name != "tiny-llama":
             assert sink.text == _greedy_alone(store_dir, name, "a long day", 10), name
-    assert late["tiny-llama"].events[-1][2]["prompt_tokens"] == len(
-        engine.tokenizer("a long day")["input_ids"]
-    )
+    done = late["tiny-llama"].events[-1]
+    assert isinstance(done, Done)
+    assert done.prompt_tokens == len(engine.tokenizer("a long day")["input_ids"])
 
 
 def test_one_mixed_classification_batch_equals_each_prompt_alone(store_dir: Path) -> None:
     engine = _engine(store_dir)
     sinks = {name: Sink() for name in PROMPTS}
     for name, sink in sinks.items():
-        engine.submit(ClassifyJob(name, sink, time.monotonic() + 60, texts=TEXTS))
+        _classify(engine, name, sink, TEXTS, 60)
     engine.step()  # all of them in one iteration
     for name, sink in sinks.items():
-        ((kind, results),) = sink.events
-        assert kind == "result"
-        for text, result in zip(TEXTS, results, strict=True):
+        (labels,) = sink.events
+        assert isinstance(labels, Labels)
+        for text, result in zip(TEXTS, labels.results, strict=True):
             expected = _scores_alone(store_dir, name, text)
             assert list(result["scores"].values()) == pytest.approx(expected, abs=1e-4)
     metrics = engine.metrics.text().decode()
@@ -117,11 +127,11 @@ def test_many_prompts_fit_with_prefixes_on_first_use(
     sinks = [Sink() for _ in range(40)]
     for i, sink in enumerate(sinks):
         name = f"p{(i * 37) % count:05d}"
-        engine.submit(ClassifyJob(name, sink, time.monotonic() + 60, texts=[TEXTS[0]]))
+        _classify(engine, name, sink, [TEXTS[0]], 60)
         engine.step()
     assert engine.cache.misses == 40 and engine.cache.evictions > 0
     assert engine.cache.bytes <= 64 << 10
-    scores = {tuple(s.events[0][1][0]["scores"].values()) for s in sinks}
+    scores = {tuple(s.events[0].results[0]["scores"].values()) for s in sinks}  # type: ignore[union-attr]
     assert len(scores) == 1  # copies of one prompt: the same answer, evicted or not
     expected = _scores_alone(store_dir, "sent-ulpt", TEXTS[0])
     assert list(next(iter(scores))) == pytest.approx(expected, abs=1e-4)
@@ -130,11 +140,32 @@ def test_many_prompts_fit_with_prefixes_on_first_use(
 
 def test_a_request_that_would_time_out_waiting_is_refused_at_once(store_dir: Path) -> None:
     engine = _engine(store_dir, max_batch=2, max_queue=100)
-    now = time.monotonic()
     for _ in range(3):
-        engine.submit(ClassifyJob("sent-ulpt", Sink(), now + 60, texts=["x"]))
-    engine._completed.extend([now] * 6)  # 6 requests finished in the last 30 s: 0.2 per s
+        _classify(engine, "sent-ulpt", Sink(), ["x"], 60)
+    engine._completed.extend([time.monotonic()] * 6)  # 6 finished in the last 30 s: 0.2 per s
     with pytest.raises(Overloaded, match="3 requests are waiting, about 15 s of work"):
-        engine.submit(ClassifyJob("sent-ulpt", Sink(), now + 10, texts=["x"]))
-    engine.submit(ClassifyJob("sent-ulpt", Sink(), now + 20, texts=["x"]))  # 20 s: it fits
+        _classify(engine, "sent-ulpt", Sink(), ["x"], 10)
+    _classify(engine, "sent-ulpt", Sink(), ["x"], 20)  # 20 s: it fits
     assert engine.queued == 4
+
+
+def test_a_replaced_prompt_serves_its_queued_requests_then_leaves_the_bank(
+    store_dir: Path,
+) -> None:
+    engine = _engine(store_dir)
+    queued = Sink()
+    _classify(engine, "sent-ulpt", queued, [TEXTS[0]], 60)
+    old = engine.store.prompts["sent-ulpt"]
+    engine.install(engine.store.load(store_dir / "topic-dpt", "sent-ulpt"))  # a new version
+    engine.step()
+    expected = {"old": _scores_alone(store_dir, "sent-ulpt", TEXTS[0]),
+                "new": _scores_alone(store_dir, "topic-dpt", TEXTS[0])}  # fmt: skip
+    (labels,) = queued.events
+    assert isinstance(labels, Labels)
+    assert list(labels.results[0]["scores"].values()) == pytest.approx(expected["old"], abs=1e-4)
+    assert old.key not in engine.bank.prompts  # retired: no queued request needs it
+    later = Sink()
+    _classify(engine, "sent-ulpt", later, [TEXTS[0]], 60)
+    engine.step()
+    scores = later.events[0].results[0]["scores"]  # type: ignore[union-attr]
+    assert list(scores.values()) == pytest.approx(expected["new"], abs=1e-4)

@@ -20,7 +20,7 @@ from lrpt.app.spec import (
     sections_from_settings,
     setting_names,
 )
-from lrpt.app.training.loop import TrainConfig
+from lrpt.app.train_config import TrainConfig
 
 DATA = str(Path(__file__).parents[1] / "fixtures" / "topics.jsonl")
 TOML = f"""

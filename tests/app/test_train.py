@@ -10,17 +10,14 @@ import torch
 from conftest import tiny, tiny_encoder
 
 import lrpt
-from lrpt.app.data.datasets import Example, TaskData
-from lrpt.app.data.tasks import make_objective, task_spec
-from lrpt.app.training.loop import (
-    CHECKPOINT,
-    Run,
-    TrainConfig,
-    batch_indices,
-    lr_lambda,
-    method_defaults,
-    train,
-)
+from lrpt.app.data.examples import Example, TaskData
+from lrpt.app.data.objectives import make_objective
+from lrpt.app.data.task_format import task_spec
+from lrpt.app.train_config import TrainConfig
+from lrpt.app.training.checkpoint import CHECKPOINT_VERSION
+from lrpt.app.training.loop import batch_indices, lr_lambda, method_defaults, train
+from lrpt.app.training.outdir import CHECKPOINT
+from lrpt.app.training.state import Run
 from lrpt.methods import METHODS, method_class
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -195,6 +192,16 @@ def test_resume_from_a_corrupt_checkpoint_names_it(tmp_path: Path, content: byte
     train(make_run(tmp_path, steps=2, checkpoint_every=1), progress=False)
     (tmp_path / "out" / CHECKPOINT).write_bytes(content)
     with pytest.raises(ValueError, match=f"{CHECKPOINT}: not a readable lrpt checkpoint"):
+        train(make_run(tmp_path, steps=2, checkpoint_every=1), resume=True, progress=False)
+
+
+def test_resume_refuses_another_checkpoint_format(tmp_path: Path) -> None:
+    train(make_run(tmp_path, steps=2, checkpoint_every=1), progress=False)
+    path = tmp_path / "out" / CHECKPOINT
+    saved = torch.load(path, weights_only=True)
+    assert saved["version"] == CHECKPOINT_VERSION == 1
+    torch.save(saved | {"version": 2}, path)
+    with pytest.raises(ValueError, match=f"{CHECKPOINT}: checkpoint format 2, expected 1$"):
         train(make_run(tmp_path, steps=2, checkpoint_every=1), resume=True, progress=False)
 
 

@@ -5,12 +5,9 @@ other edit."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import test_errors
@@ -18,6 +15,7 @@ import test_model
 import test_prefix
 import torch
 from conftest import tiny
+from guides import forget_after_test, load_example
 
 import lrpt
 from lrpt import artifact
@@ -33,32 +31,13 @@ TOPICS = str(Path(__file__).parents[1] / "fixtures" / "topics.jsonl")
 KEY = "basis"
 
 
-def example_source() -> str:
-    """The guide's method file: its first ``python`` code block."""
-    match = re.search(r"```python\n(.*?)```", GUIDE.read_text(), re.S)
-    assert match, f"{GUIDE} has no python code block"
-    return match.group(1)
-
-
-def load_module(path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def basis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> type[PromptMethod]:
     """The example written as ``<tmp>/basis.py`` and registered as the registry line does;
     monkeypatch removes it from the registry afterwards."""
-    path = tmp_path / "basis.py"
-    path.write_text(example_source())
-    cls = load_module(path, "lrpt_example_basis", monkeypatch).BasisPrompt
-    assert cls.key == KEY and KEY not in METHODS
-    monkeypatch.setitem(METHODS, KEY, cls)  # records "absent", so teardown deletes the key …
-    del METHODS[KEY]  # … that register() adds
+    cls = load_example(GUIDE, tmp_path, KEY, monkeypatch).BasisPrompt
+    assert cls.key == KEY
+    forget_after_test(METHODS, KEY, monkeypatch)
     assert register(cls) is cls
     assert METHODS[KEY] is cls and lrpt.METHODS[KEY] is cls
     return cls

@@ -14,43 +14,19 @@ from typing import Any
 
 import torch
 
-from lrpt.app.data.datasets import TASKS, TaskData, load_task, load_user_data
+from lrpt.app.data.examples import TaskData
 from lrpt.app.data.metrics import is_regression
-from lrpt.app.data.tasks import TaskSpec, make_objective, parse_verbalizer, task_spec, unescape
+from lrpt.app.data.objectives import make_objective
+from lrpt.app.data.task_format import TaskSpec, parse_verbalizer, task_spec, unescape
+from lrpt.app.data.tasks import TASKS, load_task
+from lrpt.app.data.user_data import load_user_data
 from lrpt.app.spec import DataSpec, RunSpec
+from lrpt.app.trained import load_encoder, load_onto, trained_task
 from lrpt.app.training.distributed import SINGLE, Dist, from_environment, shard_base
-from lrpt.app.training.loop import Run, check_out, train
+from lrpt.app.training.loop import train
+from lrpt.app.training.outdir import check_out
+from lrpt.app.training.state import Run
 from lrpt.family import Family
-from lrpt.methods import method_class
-
-# Input encoders of instance-dependent methods, and their output size k.
-ENCODER_DIMS = {"tiny-bert": 64, "minilm-l6": 384}
-
-
-def default_encoder(model_key: str) -> str:
-    """The input encoder lrpt pairs with ``model_key``: tiny-bert for tiny models, else MiniLM."""
-    return "tiny-bert" if model_key.startswith("tiny-") else "minilm-l6"
-
-
-def load_encoder(
-    method: str, model_key: str, encoder_key: str | None, device: Any = None
-) -> tuple[Any, str | None]:
-    """The input encoder an instance-dependent method needs (and its key), else (None, None).
-
-    ``device``: where it runs (the frozen model's device); it stays float32 whatever the frozen
-    model's dtype (it is small, and its output conditions the float32 prompt).
-    """
-    if method_class(method).static:
-        if encoder_key is not None:
-            raise ValueError(f"method {method!r} uses no input encoder: drop --encoder")
-        return None, None
-    from lrpt.base_models import load_model
-    from lrpt.model import InputEncoder
-
-    key = encoder_key or default_encoder(model_key)
-    dtype = None if device is None else "float32"
-    base = load_model(key, family="base", device=device, dtype=dtype)
-    return InputEncoder(base.model, base.tokenizer), key
 
 
 def load_data(data: DataSpec) -> TaskData:
@@ -186,16 +162,15 @@ def load_trained(
     ``device`` and ``dtype`` place the frozen model (None: CPU, float32; see
     :func:`lrpt.load_model`); a prompt trained on any device or dtype loads on any other.
     """
-    from lrpt.artifact import load_prompt, read_artifact
+    from lrpt.artifact import read_artifact
     from lrpt.base_models import load_model
 
     meta = read_artifact(path)
-    task = (meta.get("training") or {}).get("task")
-    if not isinstance(task, dict):
+    spec = trained_task(meta)
+    if spec is None:
         raise ValueError(
             f"{str(path)!r} holds no task format (labels, template): it was not saved by lrpt train"
         )
-    spec = TaskSpec.from_dict(task)
     trained_on = meta["model"]["family"]
     if family is not None and family != trained_on:
         raise ValueError(
@@ -213,10 +188,9 @@ def load_trained(
         device=device,
         dtype=dtype,
     )
-    recorded = (meta.get("encoder") or {}).get("name")
     where = loaded.model.device if device is not None else None
-    enc, _ = load_encoder(meta["method"], source, encoder or recorded, where)
-    pm = load_prompt(path, loaded.model, loaded.tokenizer, encoder=enc)
+    pm = load_onto(path, meta, loaded.model, loaded.tokenizer, source, encoder=encoder,
+                   device=where)  # fmt: skip
     return Loaded(pm, spec, meta)
 
 

@@ -25,7 +25,7 @@ with ``_``)::
     steps = 100               # lr, weight_decay, warmup, head_lr: unset = the method's default
     seed = 0
 
-Each field is declared once, here (or in :class:`~lrpt.app.training.loop.TrainConfig` for the
+Each field is declared once, here (or in :class:`~lrpt.app.train_config.TrainConfig` for the
 training options), with its help text in the field's metadata.
 """
 
@@ -39,95 +39,76 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lrpt.app.data.datasets import METRICS, TASKS
-from lrpt.app.data.tasks import DEFAULT_MAX_INPUT_TOKENS, check_max_input_tokens
-from lrpt.app.fields import describe
-from lrpt.app.training.loop import TrainConfig
+from lrpt.app.data.metrics import METRICS, check_metric
+from lrpt.app.data.task_format import (
+    DEFAULT_MAX_INPUT_TOKENS,
+    LM_OBJECTIVES,
+    check_max_input_tokens,
+)
+from lrpt.app.data.tasks import TASKS, get_task
+from lrpt.app.fields import option, spec_section
+from lrpt.app.train_config import TrainConfig
 from lrpt.family import Family
-from lrpt.methods import METHODS, make_config
+from lrpt.methods import METHODS, make_config, method_class
+from lrpt.methods.base import check_choice
 from lrpt.placement import DTYPE_CHOICES, check_device_name, check_dtype_name
 
 TRAINABLE_FAMILIES = tuple(f.value for f in Family if f != Family.BASE)  # what a prompt trains on
-OBJECTIVES = ("classify", "generate")
 
 
-@dataclass(frozen=True)
+@spec_section
 class ModelSpec:
     """The frozen base model and, for instance-dependent methods, the input encoder."""
 
-    name: str = field(
-        metadata=describe(
-            "a model key (see lrpt params) or a local Hugging Face directory",
-            flag="--model",
-            metavar="KEY_OR_PATH",
-        )
-    )
-    revision: str | None = field(
+    name: str = option(
+        "a model key (see lrpt params) or a local Hugging Face directory",
+        flag="--model", metavar="KEY_OR_PATH",
+    )  # fmt: skip
+    revision: str | None = option(
+        "a Hub id's branch, tag or commit (default main); recorded as the commit loaded",
         default=None,
-        metadata=describe(
-            "a Hub id's branch, tag or commit (default main); recorded as the commit loaded"
-        ),
     )
-    family: str | None = field(
-        default=None,
-        metadata=describe(
-            "the model's family when its config.json cannot tell (default: inferred)",
-            choices=TRAINABLE_FAMILIES,
-        ),
-    )
-    encoder: str | None = field(
-        default=None,
-        metadata=describe(
-            "input encoder of instance-dependent methods "
-            "(default: tiny-bert for tiny models, else minilm-l6)",
-            metavar="KEY_OR_PATH",
-        ),
-    )
-    device: str = field(
-        default="auto",
-        metadata=describe(
-            "where the frozen model (and the input encoder) runs: auto (CUDA if available, "
-            "else CPU), cpu, cuda, cuda:N or mps",
-            metavar="DEVICE",
-        ),
-    )
-    dtype: str = field(
-        default="auto",
-        metadata=describe(
-            "the frozen model's precision (auto: float32 on CPU, bfloat16 on CUDA where "
-            "supported); the prompt's parameters and optimizer state stay float32",
-            choices=DTYPE_CHOICES,
-        ),
-    )
+    family: str | None = option(
+        "the model's family when its config.json cannot tell (default: inferred)",
+        default=None, choices=TRAINABLE_FAMILIES,
+    )  # fmt: skip
+    encoder: str | None = option(
+        "input encoder of instance-dependent methods "
+        "(default: tiny-bert for tiny models, else minilm-l6)",
+        default=None, metavar="KEY_OR_PATH",
+    )  # fmt: skip
+    device: str = option(
+        "where the frozen model (and the input encoder) runs: auto (CUDA if available, "
+        "else CPU), cpu, cuda, cuda:N or mps",
+        default="auto", metavar="DEVICE",
+    )  # fmt: skip
+    dtype: str = option(
+        "the frozen model's precision (auto: float32 on CPU, bfloat16 on CUDA where "
+        "supported); the prompt's parameters and optimizer state stay float32",
+        default="auto", choices=DTYPE_CHOICES,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"model name must be a model key or path, got {self.name!r}")
-        if self.family is not None and self.family not in TRAINABLE_FAMILIES:
-            raise ValueError(
-                f"family must be one of {', '.join(TRAINABLE_FAMILIES)}; got {self.family!r}"
-            )
+        if self.family is not None:
+            check_choice("family", self.family, TRAINABLE_FAMILIES)
         check_device_name(self.device)
         check_dtype_name(self.dtype)
 
 
-@dataclass(frozen=True)
+@spec_section
 class MethodSpec:
     """The prompt method and the options of its config (validated against it)."""
 
-    key: str = field(
-        metadata=describe(
-            "a registered method (see lrpt methods)",
-            flag="--method",
-            metavar="KEY",
-            choices=lambda: tuple(sorted(METHODS)),
-        )
-    )
+    key: str = option(
+        "a registered method (see lrpt methods)",
+        flag="--method", metavar="KEY", choices=lambda: tuple(sorted(METHODS)),
+    )  # fmt: skip
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.key not in METHODS:
-            raise ValueError(f"unknown method {self.key!r}; known: {', '.join(METHODS)}")
+        method_class(self.key)  # an unknown key fails here, naming the known ones
         object.__setattr__(self, "options", dict(self.options))
         self.config()  # bad options fail here, before anything loads
 
@@ -136,43 +117,37 @@ class MethodSpec:
         return make_config(self.key, **self.options)
 
 
-@dataclass(frozen=True)
+@spec_section
 class DataSpec:
     """A built-in task, or the user's data files and their fields."""
 
-    task: str | None = field(
-        default=None,
-        metadata=describe(
-            f"a built-in task: {', '.join(TASKS)}", metavar="TASK", choices=tuple(sorted(TASKS))
-        ),
-    )
-    data: str | None = field(
-        default=None,
-        metadata=describe(
-            "training data: .csv, .tsv, .jsonl or a save_to_disk directory", metavar="FILE"
-        ),
-    )
-    text_field: str = field(default="text", metadata=describe("", metavar="NAME"))
-    text_pair_field: str | None = field(default=None, metadata=describe("", metavar="NAME"))
-    label_field: str = field(default="label", metadata=describe("", metavar="NAME"))
-    validation_data: str | None = field(default=None, metadata=describe("", metavar="FILE"))
-    test_data: str | None = field(default=None, metadata=describe("", metavar="FILE"))
-    metric: str | None = field(
-        default=None,
-        metadata=describe("the task metric of --data (default accuracy)", choices=METRICS),
+    task: str | None = option(
+        f"a built-in task: {', '.join(TASKS)}",
+        default=None, metavar="TASK", choices=lambda: tuple(sorted(TASKS)),
+    )  # fmt: skip
+    data: str | None = option(
+        "training data: .csv, .tsv, .jsonl or a save_to_disk directory",
+        default=None, metavar="FILE",
+    )  # fmt: skip
+    text_field: str = option("", default="text", metavar="NAME")
+    text_pair_field: str | None = option("", default=None, metavar="NAME")
+    label_field: str = option("", default="label", metavar="NAME")
+    validation_data: str | None = option("", default=None, metavar="FILE")
+    test_data: str | None = option("", default=None, metavar="FILE")
+    metric: str | None = option(
+        "the task metric of --data (default accuracy)", default=None, choices=METRICS
     )
 
     def __post_init__(self) -> None:
         if self.task is not None and self.data is not None:
             raise ValueError("give a task or data, not both (--task or --data)")
         if self.task is not None:
-            if self.task not in TASKS:
-                raise ValueError(f"unknown task {self.task!r}; built-in: {', '.join(TASKS)}")
+            get_task(self.task)  # an unknown name fails here, naming the known ones
             for name in ("validation_data", "test_data", "metric", "text_pair_field"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"--{name.replace('_', '-')} goes with --data, not --task")
-        if self.metric is not None and self.metric not in METRICS:
-            raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {self.metric!r}")
+        if self.metric is not None:
+            check_metric(self.metric)
 
     @property
     def given(self) -> bool:
@@ -180,40 +155,31 @@ class DataSpec:
         return self.task is not None or self.data is not None
 
 
-@dataclass(frozen=True)
+@spec_section
 class FormatSpec:
     """How examples become model inputs: objective, template, verbalizer, input length."""
 
-    objective: str | None = field(
-        default=None,
-        metadata=describe(
-            "classify: rank the verbalizer words (default for classification); generate: "
-            "text-to-text with greedy decoding (default for regression); encoder models always "
-            "train their classification head",
-            choices=OBJECTIVES,
-        ),
+    objective: str | None = option(
+        "classify: rank the verbalizer words (default for classification); generate: "
+        "text-to-text with greedy decoding (default for regression); encoder models always "
+        "train their classification head",
+        default=None, choices=LM_OBJECTIVES,
+    )  # fmt: skip
+    template: str | None = option(
+        r"input template with {text} (and {text_pair}); \n is a newline", default=None
     )
-    template: str | None = field(
-        default=None,
-        metadata=describe(r"input template with {text} (and {text_pair}); \n is a newline"),
-    )
-    verbalizer: str | None = field(
-        default=None,
-        metadata=describe(
-            "answer word per label, e.g. 'negative=terrible,positive=great'",
-            metavar="LABEL=WORD,...",
-        ),
-    )
-    max_input_tokens: int = field(
-        default=DEFAULT_MAX_INPUT_TOKENS,
-        metadata=describe("truncate the text so the filled template fits N tokens", metavar="N"),
-    )
+    verbalizer: str | None = option(
+        "answer word per label, e.g. 'negative=terrible,positive=great'",
+        default=None, metavar="LABEL=WORD,...",
+    )  # fmt: skip
+    max_input_tokens: int = option(
+        "truncate the text so the filled template fits N tokens",
+        default=DEFAULT_MAX_INPUT_TOKENS, metavar="N",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if self.objective is not None and self.objective not in OBJECTIVES:
-            raise ValueError(
-                f"objective must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}"
-            )
+        if self.objective is not None:
+            check_choice("objective", self.objective, LM_OBJECTIVES)
         check_max_input_tokens(self.max_input_tokens)
 
 

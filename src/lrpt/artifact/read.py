@@ -29,7 +29,14 @@ from lrpt.artifact.schema import (
     TOP_KEYS,
     tensor_specs,
 )
-from lrpt.methods import METHODS, ModelDims, make_config, method_class, with_legacy_values
+from lrpt.methods import (
+    METHODS,
+    ModelDims,
+    make_config,
+    method_class,
+    unknown_method,
+    with_legacy_values,
+)
 from lrpt.methods.base import config_fields
 
 
@@ -146,9 +153,7 @@ def read_artifact(path: str | os.PathLike) -> dict[str, Any]:
         _check_types(f"{where} encoder", meta["encoder"], IDENTITY_KEYS)
     _check_tensor_list(where, meta["tensors"])
     if meta["method"] not in METHODS:
-        raise UnknownMethodError(
-            f"{where}: unknown method {meta['method']!r}; known methods: {', '.join(METHODS)}"
-        )
+        raise UnknownMethodError(unknown_method(meta["method"], where))
     rebuild_config(root, meta)
     meta["config"] = with_legacy_values(meta["method"], meta["config"])
     read_dims(root, meta)

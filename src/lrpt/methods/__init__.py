@@ -8,6 +8,7 @@ reads :data:`METHODS`. See ``docs/adding-a-method.md``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from lrpt.methods.base import (
@@ -74,12 +75,20 @@ for _cls in (
 del _cls
 
 
+def unknown_method(keys: str | Sequence[str], where: str = "") -> str:
+    """The message for method key(s) not in :data:`METHODS`, naming the known ones:
+    ``[where: ]unknown method 'x'; known methods: pt, ...`` (``method(s) ['x', 'y']`` for a
+    list)."""
+    what = f"method {keys!r}" if isinstance(keys, str) else f"method(s) {list(keys)}"
+    return f"{where + ': ' if where else ''}unknown {what}; known methods: {', '.join(METHODS)}"
+
+
 def method_class(key: str) -> type[PromptMethod[Any]]:
     """The class registered under ``key``; ``ValueError`` naming the key and the known ones."""
     try:
         return METHODS[key]
     except KeyError:
-        raise ValueError(f"unknown method {key!r}; known methods: {', '.join(METHODS)}") from None
+        raise ValueError(unknown_method(key)) from None
 
 
 def make_config(key: str, **options: Any) -> MethodConfig:
@@ -113,5 +122,6 @@ __all__ = [
     "make_config",
     "method_class",
     "register",
+    "unknown_method",
     "with_legacy_values",
 ]

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import platform
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,8 @@ from typing import Any
 import torch
 
 import lrpt
+from lrpt.app.bench.machine import machine_line
+from lrpt.app.bench.speed_options import SpeedOptions
 from lrpt.app.training.memory import StepMemory
 from lrpt.bank import PromptBank
 from lrpt.family import Family
@@ -72,9 +73,8 @@ def lrpt_variant(name: str, pm: lrpt.PromptedModel, run: Step, *, shared: bool) 
 
 
 def step_peak_mb(
-    model: str, task: str, num_tokens: int, batch_size: int, name: str, device: str = "cpu",
-    dtype: str = "float32",
-) -> float:  # fmt: skip
+    model: str, task: str, num_tokens: int, batch_size: int, name: str, device: str, dtype: str
+) -> float:
     """Peak memory (MB) two training steps of variant ``name`` add, in this process: resident
     memory on the CPU, allocated memory on CUDA (:class:`~lrpt.app.training.memory.StepMemory`)."""
     base = lrpt.load_model(model, device=device, dtype=dtype)
@@ -94,8 +94,8 @@ def step_peak_mb(
 
 
 def peak_memory(
-    model: str, task: str, num_tokens: int, batch_size: int, names: list[str],
-    device: str = "cpu", dtype: str = "float32",
+    model: str, task: str, num_tokens: int, batch_size: int, names: list[str], device: str,
+    dtype: str,
 ) -> dict[str, float]:  # fmt: skip
     """:func:`step_peak_mb` of each variant, each in a fresh child process."""
     if torch.cuda.is_available():  # what this process's allocator holds, the children need
@@ -159,7 +159,8 @@ def _summary(v: Variant) -> dict[str, Any]:
 def task_texts(task: str, count: int) -> tuple[list[str], list[str], Any]:
     """``count`` rendered training inputs of ``task`` (a task key or a data file) and their
     answer words: its first ``count`` training examples, cycled when it has fewer."""
-    from lrpt.app.data.datasets import TASKS, load_task, load_user_data
+    from lrpt.app.data.tasks import TASKS, load_task
+    from lrpt.app.data.user_data import load_user_data
 
     data = load_task(task) if task in TASKS else load_user_data(task)
     rows = [data.train[i % len(data.train)] for i in range(count)]
@@ -219,7 +220,7 @@ def training_variants(
 ) -> list[Variant]:  # fmt: skip
     """One training-step variant per method, plus lrpt's naive pt and PEFT's pt; with
     ``naive``, each other static method also without the shared prefix (``M (naive)``)."""
-    from lrpt.app.runs import load_encoder
+    from lrpt.app.trained import load_encoder
 
     variants = []
     for key in methods:
@@ -286,29 +287,26 @@ def inference_variants(base: lrpt.LoadedModel, texts: list[str], num_tokens: int
     ]
 
 
-def run_speed(
-    model: str, task: str, *, num_tokens: int, batch_size: int, rounds: int, methods: list[str],
-    progress: Callable[[str], None] = print, device: str = "cpu", dtype: str = "float32",
-    against_dtype: str | None = None,
-    naive: bool = False,
-) -> dict[str, Any]:  # fmt: skip
+def run_speed(options: SpeedOptions, progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure everything; return a JSON-able report.
 
-    ``device`` and ``dtype`` place the frozen base model (``auto`` as in ``lrpt train``); PEFT
-    runs on the same copy, so both sides run in that precision. Prompts stay float32.
-    ``against_dtype``: also time ``pt`` and PEFT on a copy in that precision, in the same rounds.
-    ``naive``: also time each other static method without the shared prefix
+    ``options.device`` and ``options.dtype`` place the frozen base model (``auto`` as in ``lrpt
+    train``); PEFT runs on the same copy, so both sides run in that precision. Prompts stay
+    float32. ``against_dtype``: also time ``pt`` and PEFT on a copy in that precision, in the
+    same rounds. ``naive``: also time each other static method without the shared prefix
     (``"both_paths"`` in the report: its step time against ``pt`` on each path).
     """
+    model, task, num_tokens = options.model, options.task, options.num_tokens
+    batch_size, rounds, against_dtype = options.batch_size, options.rounds, options.against_dtype
     torch.manual_seed(0)
-    where = resolve_device(device)
-    precision = dtype_name(resolve_dtype(dtype, where))
+    where = resolve_device(options.device)
+    precision = dtype_name(resolve_dtype(options.dtype, where))
     base = lrpt.load_model(model, device=where, dtype=precision)
     if base.family != Family.CAUSAL:
         raise ValueError(f"the speed benchmark needs a causal LM; {model!r} is {base.family}")
     texts, answers, _ = task_texts(task, batch_size)
     batch = to_device(train_batch(base.tokenizer, texts, answers), where)
-    train = training_variants(base, batch, num_tokens, methods, naive=naive)
+    train = training_variants(base, batch, num_tokens, options.timed, naive=options.naive)
     other: list[Variant] = []
     if against_dtype is not None:
         against = dtype_name(resolve_dtype(against_dtype, where))
@@ -340,8 +338,7 @@ def run_speed(
         "rounds": rounds, "device": str(where), "dtype": precision,
         "peak_memory_measure": StepMemory(where).measure,
         "tokens_per_row_mean": float(batch["attention_mask"].sum(1).float().mean()),
-        "torch_threads": torch.get_num_threads(), "machine": f"{platform.machine()}, "
-        f"{platform.processor() or 'cpu'}, torch {torch.__version__}",
+        "torch_threads": torch.get_num_threads(), "machine": machine_line(),
         "date": time.strftime("%Y-%m-%d"),
         "training": [_summary(v) | {"peak_mb": peaks[v.name]} for v in train],
         "training_vs_pt": {v.name: ratios(v, by["pt"]) for v in train},
@@ -359,7 +356,7 @@ def run_speed(
             else {"refused": f"no shared prefix: {by['lrpt pt (cached prefix)'].unshared}"}
         ),
     }  # fmt: skip
-    if naive:
+    if options.naive:
         report["both_paths"] = both_paths
     if other:
         report |= _against(train, other, against)

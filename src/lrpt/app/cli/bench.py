@@ -3,26 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import typing
 from pathlib import Path
+from typing import Any
 
-from lrpt.methods import METHODS
-from lrpt.placement import DTYPE_CHOICES, resolve_device
+from lrpt.app.bench.speed_options import SpeedOptions
+from lrpt.app.method_options import flag
 
-SPEED_DEFAULTS = {
-    "model": "smollm2-135m",
-    "task": "mr",
-    "num_tokens": 100,
-    "batch_size": 16,
-    "rounds": 3,
-    "methods": ",".join(METHODS),
-    "device": "auto",
-    "dtype": "auto",
-    "against_dtype": None,
-    "naive": False,
-    "out": None,
-}
+_SPEED_FIELDS = dataclasses.fields(SpeedOptions)
+
+
+def add_speed_flags(group: Any) -> None:
+    """One flag per :class:`SpeedOptions` field, absent (None) unless given: a bool field is a
+    switch; the help text is the field's, with its default."""
+    hints = typing.get_type_hints(SpeedOptions)
+    for field in _SPEED_FIELDS:
+        meta = dict(field.metadata)
+        kwargs: dict[str, Any] = {
+            "default": None,
+            "help": meta.pop("help").format(default=field.default),
+        }
+        if hints[field.name] is bool:
+            kwargs["action"] = "store_true"
+        else:
+            given = [a for a in typing.get_args(hints[field.name]) if a is not type(None)]
+            kind = given[0] if len(given) == 1 else hints[field.name]
+            kwargs["type"] = None if kind is str else kind
+        group.add_argument(flag(field.name), **kwargs | meta)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,33 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument(
         "--suite", metavar="NAME", help="run bench/suites/NAME.toml (or a .toml path), resumably"
     )
-    # --speed options (None: not given; the defaults are SPEED_DEFAULTS)
-    speed = parser.add_argument_group("--speed")
-    speed.add_argument("--model", help="causal LM key or path (default smollm2-135m)")
-    speed.add_argument("--task", help="task whose inputs are used (default mr)")
-    speed.add_argument("--num-tokens", type=int, help="prompt length n (default 100)")
-    speed.add_argument("--batch-size", type=int, help="default 16")
-    speed.add_argument("--rounds", type=int, help="alternating measurement rounds (default 3)")
-    speed.add_argument("--methods", help="comma-separated methods to time against pt (default all)")
-    speed.add_argument(
-        "--device", metavar="DEVICE", help="auto (default: CUDA if available), cpu, cuda:N, mps"
-    )
-    speed.add_argument(
-        "--dtype", choices=DTYPE_CHOICES,
-        help="the frozen model's precision, for lrpt and PEFT alike (default auto: float32 on "
-        "CPU, bfloat16 on CUDA where supported)",
-    )  # fmt: skip
-    speed.add_argument(
-        "--against-dtype", choices=DTYPE_CHOICES,
-        help="also time pt and PEFT on a second copy of the model in this precision, in the same "
-        "rounds, and report the step-time ratio (e.g. --dtype bfloat16 --against-dtype float32)",
-    )  # fmt: skip
-    speed.add_argument(
-        "--naive", action="store_true", default=None,
-        help="also time each static method without the shared prefix (its prompt run with "
-        "every row, the papers' setting) against pt without it, beside the shared-prefix ratios",
-    )  # fmt: skip
-    speed.add_argument("--out", type=Path, help="write the JSON report here (and .md beside it)")
+    add_speed_flags(parser.add_argument_group("--speed"))
     suite = parser.add_argument_group("--suite")
     suite.add_argument(
         "--results-dir",
@@ -84,15 +68,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def given_speed_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--speed`` flags given: :class:`SpeedOptions` field → value."""
+    return {
+        f.name: getattr(args, f.name) for f in _SPEED_FIELDS if getattr(args, f.name) is not None
+    }
+
+
 def run(args: argparse.Namespace) -> int:
+    given = given_speed_options(args)
     if args.suite is not None:
         from lrpt.app.bench.suite import run_command
 
         if args.list and args.summarize:
             raise ValueError("--list and --summarize exclude each other")
-        given = [k for k in SPEED_DEFAULTS if getattr(args, k) is not None]
         if given:
-            flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
+            flags = ", ".join(flag(name) for name in given)
             raise ValueError(f"{flags}: --speed options; a suite file sets its own settings")
         if args.only and args.summarize:
             raise ValueError("--only selects runs to train or list: not with --summarize")
@@ -100,44 +91,26 @@ def run(args: argparse.Namespace) -> int:
             args.suite, args.results_dir, list_only=args.list, summarize_only=args.summarize,
             only=args.only,
         )  # fmt: skip
-    for flag, value in (
+    for name, value in (
         ("--results-dir", args.results_dir),
         ("--only", args.only),
         ("--list", args.list),
         ("--summarize", args.summarize),
     ):
         if value:
-            raise ValueError(f"{flag} goes with --suite")
-    for key, default in SPEED_DEFAULTS.items():
-        if getattr(args, key) is None:
-            setattr(args, key, default)
-    return run_speed_mode(args)
+            raise ValueError(f"{name} goes with --suite")
+    return run_speed_mode(SpeedOptions(**given))
 
 
-def run_speed_mode(args: argparse.Namespace) -> int:
+def run_speed_mode(options: SpeedOptions) -> int:
     from lrpt.app.bench.speed import markdown, run_speed
 
-    methods = [m for m in args.methods.split(",") if m]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"--methods: unknown method(s) {unknown}; known: {', '.join(METHODS)}")
-    if "pt" not in methods:
-        methods.insert(0, "pt")
-    for name, value in (("--num-tokens", args.num_tokens), ("--batch-size", args.batch_size),
-                        ("--rounds", args.rounds)):  # fmt: skip
-        if value < 1:
-            raise ValueError(f"{name} must be ≥ 1, got {value}")
-    resolve_device(args.device)  # an unavailable device fails before anything loads
-    report = run_speed(args.model, args.task, num_tokens=args.num_tokens,
-                       batch_size=args.batch_size, rounds=args.rounds, methods=methods,
-                       progress=lambda m: print(m, file=sys.stderr), device=args.device,
-                       dtype=args.dtype, against_dtype=args.against_dtype,
-                       naive=bool(args.naive))  # fmt: skip
+    report = run_speed(options, progress=lambda m: print(m, file=sys.stderr))
     table = markdown(report)
     print(table)
-    if args.out:
+    if options.out:
         from lrpt.fileio import atomic_write_text
 
-        atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
-        atomic_write_text(args.out.with_suffix(".md"), table + "\n")
+        atomic_write_text(options.out, json.dumps(report, indent=2) + "\n")
+        atomic_write_text(options.out.with_suffix(".md"), table + "\n")
     return 0

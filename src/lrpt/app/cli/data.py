@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lrpt.app.data.datasets import TASKS, load_task, task_available
+from lrpt.app.data.tasks import TASKS, load_task, task_available
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,9 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         width = max(len(name) for name in TASKS)
-        for name, description in TASKS.items():
+        for name, builtin in TASKS.items():
             status = "installed" if task_available(name) else "not installed"
-            print(f"{name:<{width}}  {status:<13}  {description}")
+            print(f"{name:<{width}}  {status:<13}  {builtin.description}")
         return 0
     task = load_task(args.task)
     sizes = task.sizes()

@@ -10,7 +10,7 @@ from lrpt.app.cli.flags import add_spec_flags, given_sections, spec_flag
 from lrpt.app.vllm_engine.settings import ENGINES, VllmSettings, require_vllm
 
 if TYPE_CHECKING:
-    from lrpt.app.data.tasks import Objective
+    from lrpt.app.data.objectives import Objective
     from lrpt.model import PromptedModel
 
 SECTION = "vllm"

@@ -18,7 +18,7 @@ from lrpt.app.cli.flags import (
     given_sections,
     placement,
 )
-from lrpt.app.data.tasks import make_objective
+from lrpt.app.data.objectives import make_objective
 from lrpt.app.runs import eval_data, load_trained, with_overrides
 from lrpt.app.spec import DataSpec, FormatSpec
 

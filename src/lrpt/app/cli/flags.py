@@ -1,7 +1,8 @@
 """Command-line flags derived from declarations, never written by hand.
 
-* Method options: one flag per config field of any registered method; a flag the chosen method's
-  config does not have is rejected with a message listing the ones it takes.
+* Method options: one flag per config field of any registered method
+  (:mod:`lrpt.app.method_options`); a flag the chosen method's config does not have is rejected
+  with a message listing the ones it takes.
 * Run-spec flags: one flag per field of the run spec's sections (:mod:`lrpt.app.spec`), with the
   help text declared on the field; a bool field is a switch (``--name`` / ``--no-name``).
 """
@@ -11,77 +12,36 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
-from collections.abc import Callable
 from typing import Any
 
+from lrpt.app.method_options import PARSERS, check_method_options, flag, option_types
 from lrpt.app.spec import TRAINABLE_FAMILIES, ModelSpec
-from lrpt.methods import METHODS
-from lrpt.methods.base import config_fields
-
-
-def parse_bool(text: str) -> bool:
-    """``true``/``false`` (also 1/0, yes/no) → bool."""
-    value = text.strip().lower()
-    if value in ("true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-_TYPES: dict[str, Callable[[str], Any]] = {
-    "int": int,
-    "float": float,
-    "str": str,
-    "bool": parse_bool,
-}
-
-
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def option_types() -> dict[str, str]:
-    """Every config field of every registered method → its type name (must agree across methods)."""
-    types: dict[str, str] = {}
-    for cls in METHODS.values():
-        for name, field in config_fields(cls.config_class).items():
-            kind = field.type if isinstance(field.type, str) else field.type.__name__
-            if kind not in _TYPES:
-                raise TypeError(f"config field {cls.key}.{name} has unsupported type {kind}")
-            if types.setdefault(name, kind) != kind:
-                raise TypeError(f"config field {name!r} has types {types[name]} and {kind}")
-    return types
 
 
 def add_method_options(parser: argparse.ArgumentParser) -> None:
     """Add one ``--flag`` per method config field (default: not given)."""
     group = parser.add_argument_group("method options (each method takes a subset)")
     for name, kind in sorted(option_types().items()):
-        caster = _TYPES[kind]
+        caster = PARSERS[kind]
         metavar = "{true,false}" if kind == "bool" else kind.upper()
         group.add_argument(flag(name), dest=f"opt_{name}", type=caster, default=None,
                            metavar=metavar)  # fmt: skip
 
 
-def method_options(method: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The options given on the command line, checked against ``method``'s config fields."""
-    given = {
+def _given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The method options given on the command line (unchecked)."""
+    return {
         key.removeprefix("opt_"): value
         for key, value in vars(args).items()
         if key.startswith("opt_") and value is not None
     }
+
+
+def method_options(method: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The options given on the command line, checked against ``method``'s config fields."""
+    given = _given_options(args)
     check_method_options(method, given)
     return given
-
-
-def config_defaults(method: str) -> dict[str, Any]:
-    """The default value of each of ``method``'s config fields."""
-    return {
-        f.name: f.default
-        for f in dataclasses.fields(METHODS[method].config_class)
-        if f.default is not dataclasses.MISSING
-    }
 
 
 # --- run-spec flags: one flag per spec field, derived from the spec's dataclasses ----------
@@ -151,27 +111,10 @@ def given_sections(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         section, dot, name = dest.partition(".")
         if dot:
             sections.setdefault(section, {})[name] = value
-    options = {
-        key.removeprefix("opt_"): value
-        for key, value in vars(args).items()
-        if key.startswith("opt_") and value is not None
-    }
+    options = _given_options(args)
     if options:
         sections.setdefault("method", {}).update(options)
     return sections
-
-
-def check_method_options(method: str, options: dict[str, Any]) -> None:
-    """Options ``method``'s config does not have: rejected by flag name, with the ones it takes."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    fields = config_fields(METHODS[method].config_class)
-    unused = sorted(set(options) - set(fields))
-    if unused:
-        takes = ", ".join(flag(f) for f in fields) or "no options"
-        raise ValueError(
-            f"method {method!r} does not use {', '.join(flag(u) for u in unused)}; it takes {takes}"
-        )
 
 
 def add_family_argument(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ import math
 
 from lrpt.accounting import describe
 from lrpt.app.cli.flags import add_method_options, method_options
-from lrpt.app.runs import ENCODER_DIMS, default_encoder
+from lrpt.app.trained import ENCODER_DIMS, default_encoder
 from lrpt.methods import METHODS, method_class
 
 

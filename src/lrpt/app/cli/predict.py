@@ -12,8 +12,8 @@ import sys
 
 from lrpt.app.cli.engine_flags import add_engine_flags, on_engine, vllm_settings
 from lrpt.app.cli.flags import add_family_argument, add_placement_flags, placement
-from lrpt.app.data.datasets import Example
-from lrpt.app.data.tasks import make_objective
+from lrpt.app.data.examples import Example
+from lrpt.app.data.objectives import make_objective
 from lrpt.app.runs import load_trained, with_overrides
 
 

@@ -31,8 +31,9 @@ from lrpt.app.spec import (
     merge,
     read_spec_file,
 )
+from lrpt.app.train_config import TrainConfig
 from lrpt.app.training.distributed import DEFAULT_TIMEOUT, from_environment
-from lrpt.app.training.loop import TrainConfig
+from lrpt.app.training.outdir import PROMPT_DIR, RESULTS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -130,5 +131,5 @@ def summary(results: dict[str, Any], out: Path) -> str:
         if results["zero_shot_test"] is not None:
             line += f" (zero-shot {results['zero_shot_test'][metric]:.4f})"
         lines.append(line)
-    lines.append(f"prompt: {out / 'prompt'}  results: {out / 'results.json'}")
+    lines.append(f"prompt: {out / PROMPT_DIR}  results: {out / RESULTS}")
     return "\n".join(lines)

@@ -1,1 +1,1 @@
-"""Data and tasks: datasets (built-in and user files), task templates and objectives, metrics."""
+"""Data and tasks: examples, built-in tasks (a registry), user files, task formats, objectives."""

@@ -1,5 +1,8 @@
 """Evaluation metrics from scikit-learn and scipy: accuracy, F1, Matthews, Pearson, Spearman.
 
+The one list of metric names: :data:`METRICS` (what a task may select its best checkpoint on),
+:data:`CLASSIFICATION` and :data:`REGRESSION` (what each kind of task reports).
+
 Classification predictions and golds are label indices (``-1`` marks a prediction that matched no
 label, e.g. an unparseable generation: it counts as wrong). Regression ones are floats.
 
@@ -16,7 +19,16 @@ from collections.abc import Sequence
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-REGRESSION = ("pearson", "spearman")
+from lrpt.methods.base import check_choice
+
+CLASSIFICATION = ("accuracy", "f1", "macro_f1", "matthews")  # reported for classification
+REGRESSION = ("pearson", "spearman")  # reported for regression
+METRICS = ("accuracy", "matthews", "f1", "pearson")  # a task's metric (--metric)
+
+
+def check_metric(metric: str) -> None:
+    """Raise ``ValueError`` naming ``metric`` unless it is one of :data:`METRICS`."""
+    check_choice("metric", metric, METRICS)
 
 
 def is_regression(metric: str) -> bool:
@@ -38,12 +50,8 @@ def classification_metrics(
         f1 = f1_score(golds, preds, labels=[1], average="macro", zero_division=0)
     else:
         f1 = macro
-    return {
-        "accuracy": float(accuracy_score(golds, preds)),
-        "f1": float(f1),
-        "macro_f1": float(macro),
-        "matthews": _matthews(golds, preds),
-    }
+    values = (accuracy_score(golds, preds), f1, macro, _matthews(golds, preds))
+    return {name: float(value) for name, value in zip(CLASSIFICATION, values, strict=True)}
 
 
 def _matthews(golds: Sequence[int], preds: Sequence[int]) -> float:
@@ -60,7 +68,7 @@ def regression_metrics(preds: Sequence[float], golds: Sequence[float]) -> dict[s
     if len(golds) < 2:
         raise ValueError(f"correlations need at least 2 examples, got {len(golds)}")
     out = {}
-    for name, fn in (("pearson", pearsonr), ("spearman", spearmanr)):
+    for name, fn in zip(REGRESSION, (pearsonr, spearmanr), strict=True):
         if len(set(preds)) < 2 or len(set(golds)) < 2:
             out[name] = 0.0  # a constant input has no correlation
             continue

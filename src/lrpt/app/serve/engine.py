@@ -8,15 +8,19 @@ Each iteration of the model thread
    prompted model;
 2. admits waiting generation requests into the running batch, up to ``max_batch`` rows:
    shared-prefix prompts are prefilled together by :meth:`PromptBank.prefill`, the others (the
-   base model, instance-dependent prompts) with the prompt inside their input;
+   base model, instance-dependent prompts) with the prompt inside their input; a request that
+   asks for its prompt's tokens scored (``echo``) gets them first, from one forward over them;
 3. advances every running row by one token (:meth:`lrpt.decoding.Running.step`), whatever its
    prompt, and lets finished rows leave.
 
 So a request that arrives while others decode joins at the next step (iteration-level, or
 continuous, batching) instead of waiting for the batch to finish. Requests wait in a bounded
-queue: a full queue refuses new work (:class:`Overloaded`) instead of growing without bound, and
-so does a queue longer than the request's timeout at the rate requests recently finished (it
-would only time out waiting).
+queue: a full queue refuses new work (:class:`~lrpt.app.serve.errors.Overloaded`) instead of
+growing without bound, and so does a queue longer than the request's timeout at the rate
+requests recently finished (it would only time out waiting).
+
+The engine speaks in :mod:`~lrpt.app.serve.jobs` (typed jobs in, typed events out) and
+:mod:`~lrpt.app.serve.errors`; it knows nothing of HTTP.
 """
 
 from __future__ import annotations
@@ -25,88 +29,48 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any
 
 import torch
 
-from lrpt.app.data.datasets import Example
-from lrpt.app.data.tasks import ClassifyObjective, pad
+from lrpt.app.data.examples import Example
+from lrpt.app.data.objectives import ClassifyObjective, pad
+from lrpt.app.serve.errors import Internal, Overloaded, TimedOut, Unavailable
+from lrpt.app.serve.jobs import (
+    FEATURES,
+    ClassifyJob,
+    Done,
+    Failed,
+    GenerateJob,
+    Job,
+    Labels,
+    Scored,
+    TokenLogprob,
+)
 from lrpt.app.serve.metrics import ServeMetrics
+from lrpt.app.serve.rows import Row, token_logprobs
 from lrpt.app.serve.store import PromptStore, Served
 from lrpt.bank import PromptBank
-from lrpt.decoding import Running, choose, prefill
+from lrpt.decoding import Running, prefill
+from lrpt.model import lead_token_id
 from lrpt.prefix_cache import PrefixCache
 
 log = logging.getLogger("lrpt.serve")
 RATE_WINDOW = 30.0  # seconds of recent completions that estimate the service rate
-
-
-class Overloaded(Exception):
-    """The queue is full: retry later."""
-
-
-class Unavailable(Exception):
-    """The server is shutting down."""
-
-
-@dataclass
-class Failure:
-    """An error delivered to a request: HTTP status, message, the field at fault, a code."""
-
-    status: int
-    message: str
-    param: str | None = None
-    code: str | None = None
-
-
-Deliver = Callable[[tuple[Any, ...]], None]
-
-
-@dataclass(eq=False)
-class Job:
-    """One request: its prompt (a name, or the base model's), where results go, its deadline."""
-
-    prompt: str
-    deliver: Deliver
-    deadline: float
-    cancelled: bool = False
-
-
-@dataclass(eq=False)
-class ClassifyJob(Job):
-    texts: list[str] = field(default_factory=list)
-
-
-@dataclass(eq=False)
-class GenerateJob(Job):
-    ids: list[int] = field(default_factory=list)
-    text: str = ""
-    max_tokens: int = 16
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Row:
-    """A generation request being decoded."""
-
-    job: GenerateJob
-    generator: torch.Generator
-    tokens: list[int] = field(default_factory=list)
-    sent: int = 0  # characters of the decoded text already delivered
+SCORE_ELEMENTS = 1 << 27  # logits per forward that scores prompts (echo): 512 MB in float32
 
 
 class Engine:
-    """Runs the store's prompts (and the bare base model, as ``base_name``) on one thread."""
+    """Runs the store's prompts (and the bare base model, by the store's ``model_key``) on one
+    thread (a :class:`~lrpt.app.serve.jobs.ServingEngine` that implements every feature)."""
+
+    name = "lrpt"
+    supports = FEATURES
 
     def __init__(
         self,
         store: PromptStore,
-        base_name: str,
         metrics: ServeMetrics,
         *,
         max_batch: int = 32,
@@ -114,26 +78,26 @@ class Engine:
         prefix_cache_bytes: int = 1 << 30,
     ) -> None:
         self.store = store
-        self.base_name = base_name
         self.metrics = metrics
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.model = store.model
-        self.tokenizer = store.tokenizer
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        tokenizer = store.tokenizer
+        self.tokenizer = tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.lead = lead_token_id(tokenizer)
         eos = self.model.generation_config.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.cache = PrefixCache(prefix_cache_bytes)
         self.bank = PromptBank(prefix_cache=self.cache)
         self.lock = threading.Lock()  # held while the model runs and while prompts change
+        self._retired: set[str] = set()  # bank keys of prompts replaced or deleted since
         self._cond = threading.Condition()
         self._pending: deque[Job] = deque()
-        self._rows: list[_Row] = []
+        self._rows: list[Row] = []
         self._running: Running | None = None
         self._closing = False
         self._completed: deque[float] = deque(maxlen=4096)  # when recent requests finished
-        for served in store.prompts.values():
-            self._add(served)
         self._thread = threading.Thread(target=self._loop, name="lrpt-engine", daemon=True)
 
     # ------------------------------------------------------------------ control
@@ -147,21 +111,21 @@ class Engine:
             self._cond.notify()
         self._thread.join()
 
-    def submit(self, job: Job) -> None:
-        """Queue ``job``. Raises :class:`Overloaded` when the queue is full and
-        :class:`Unavailable` when shutting down."""
+    def submit(self, *jobs: Job) -> None:
+        """Queue every job of a request, or none: raises :class:`Overloaded` when the queue
+        has no room for them all and :class:`Unavailable` when shutting down."""
         with self._cond:
             if self._closing:
                 raise Unavailable("the server is shutting down")
-            if len(self._pending) >= self.max_queue:
+            if len(self._pending) + len(jobs) > self.max_queue:
                 raise Overloaded(f"the queue is full ({self.max_queue} requests waiting)")
             wait = self._expected_wait()
-            if wait > job.deadline - time.monotonic():
+            if wait > min(job.deadline for job in jobs) - time.monotonic():
                 raise Overloaded(
                     f"{len(self._pending)} requests are waiting, about {wait:.0f} s of work at "
                     "the recent rate: more than this request's timeout"
                 )
-            self._pending.append(job)
+            self._pending.extend(jobs)
             self.metrics.queue_depth.set(len(self._pending))
             self._cond.notify()
 
@@ -189,24 +153,40 @@ class Engine:
         return len(self._rows)
 
     # ------------------------------------------------------------------ prompts
-    def _add(self, served: Served) -> None:
-        if served.batched:
-            self.bank.add(served.name, served.pm, replace=True)
-        else:
-            self.bank.remove(served.name)
-
     def install(self, served: Served) -> None:
         """Serve ``served`` (in place of a prompt of that name) from the next batch on."""
         with self.lock:
-            self._add(served)
-            self.store.prompts[served.name] = served
+            self._retire(served.name)
+            self.store.register(served)
 
     def uninstall(self, name: str) -> None:
         """Stop serving prompt ``name`` and delete it from the store."""
         with self.lock:
-            self.bank.remove(name)
-            self.store.delete(name)
-            self.store.prompts.pop(name, None)
+            self._retire(name)
+            self.store.remove(name)
+
+    def _retire(self, name: str) -> None:
+        old = self.store.prompts.get(name)
+        if old is not None:
+            self._retired.add(old.key)
+
+    def _bank_key(self, served: Served) -> str:
+        """The mixed-prompt bank's name for ``served``, added on first use. Prompts enter the
+        bank by load (a replaced prompt's requests already queued run the version they were
+        accepted with) and retired ones leave it once no queued request needs them."""
+        if served.key not in self.bank.prompts:
+            self.bank.add(served.key, served.pm)
+            if self.store.prompts.get(served.name) is not served:
+                self._retired.add(served.key)
+        return served.key
+
+    def _sweep(self) -> None:
+        if not self._retired:
+            return
+        needed = {job.served.key for job in self._pending if job.served is not None}
+        for key in [k for k in self._retired if k not in needed]:
+            self.bank.remove(key)
+            self._retired.discard(key)
 
     # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:
@@ -229,11 +209,13 @@ class Engine:
                 self._classify(classify)
                 self._admit(generate)
                 self._decode()
+                with self._cond:
+                    self._sweep()
         except Exception as err:  # a bug must not kill the thread: fail what it touched
             log.exception("the model thread failed an iteration")
-            failure = Failure(500, f"internal error: {type(err).__name__}: {err}")
+            failure = Failed(Internal(f"internal error: {type(err).__name__}: {err}"))
             for job in [*classify, *generate, *(row.job for row in self._rows)]:
-                job.deliver(("error", failure))
+                job.deliver(failure)
             self._rows, self._running = [], None
         self.metrics.decoding.set(len(self._rows))
 
@@ -249,7 +231,7 @@ class Engine:
             if job.cancelled:
                 continue
             if now > job.deadline:
-                job.deliver(("error", _timeout()))
+                job.deliver(Failed(TimedOut()))
             elif isinstance(job, ClassifyJob) and (
                 not classify or texts + len(job.texts) <= self.max_batch
             ):
@@ -262,17 +244,6 @@ class Engine:
         self._pending = keep
         return classify, generate
 
-    def _resolve(self, job: Job) -> Served | None:
-        """The prompt ``job`` names now (None: the base model); a vanished prompt fails it."""
-        if job.prompt == self.base_name:
-            return None
-        served = self.store.prompts.get(job.prompt)
-        if served is None:
-            job.deliver(("error", Failure(404, f"no prompt {job.prompt!r}", "model",
-                                          "model_not_found")))  # fmt: skip
-            raise LookupError(job.prompt)
-        return served
-
     # ------------------------------------------------------------------ classification
     def _classify(self, jobs: list[ClassifyJob]) -> None:
         rows: list[list[int]] = []
@@ -280,19 +251,11 @@ class Engine:
         tasks: list[str] = []
         owners: list[tuple[ClassifyJob, ClassifyObjective, int]] = []  # first row per text
         for job in jobs:
-            try:
-                served = self._resolve(job)
-            except LookupError:
-                continue
-            objective = served.objective if served is not None else None
-            if served is None or objective is None:
-                job.deliver(("error", Failure(400, f"prompt {job.prompt!r} has no classification "
-                                              "task", "model", "not_a_classifier")))  # fmt: skip
-                continue
+            served, objective = job.served, job.objective
             if not served.batched:
                 batch = objective.collate([Example(t, "") for t in job.texts], golds=False)
                 scores = objective.scores(served.pm, batch)
-                job.deliver(("result", [_labelled(objective, s) for s in scores]))
+                job.deliver(Labels(tuple(_labelled(objective, s) for s in scores)))
                 self._completed_one()
                 self.metrics.batch("classify", len(job.texts))
                 continue
@@ -303,7 +266,7 @@ class Engine:
                 for word in words:
                     rows.append(row)
                     tails.append(word[:-1])
-                    tasks.append(job.prompt)
+                    tasks.append(self._bank_key(served))
         if not rows:
             return
         width = 1 + max(len(t) for t in tails)
@@ -317,47 +280,98 @@ class Engine:
             scores = _scores(objective, logp, first)
             results.setdefault(id(job), []).append(_labelled(objective, scores))
         for job in dict.fromkeys(job for job, _, _ in owners):
-            job.deliver(("result", results[id(job)]))
+            job.deliver(Labels(tuple(results[id(job)])))
             self._completed_one()
 
     # ------------------------------------------------------------------ generation
     def _admit(self, jobs: list[GenerateJob]) -> None:
-        shared: list[GenerateJob] = []
+        """Score the prompts that ask for it (``score_prompt``), then prefill the rows that
+        generate and let them join the running batch."""
+        self._score([job for job in jobs if job.score_prompt])
+        generate = []
         for job in jobs:
-            try:
-                served = self._resolve(job)
-            except LookupError:
-                continue
-            if served is not None and served.batched:
-                shared.append(job)
-                continue
-            ids = torch.tensor([job.ids], device=self.model.device)
-            mask = torch.ones_like(ids)
-            if served is None:
-                embeds = self.model.get_input_embeddings()(ids)
-                positions = torch.arange(ids.shape[1], device=ids.device)[None]
-                self._join(prefill(self.model, embeds, mask, positions), [job])
+            if job.max_tokens > 0:
+                generate.append(job)
             else:
-                ins = served.pm.insert(ids, mask, texts=[job.text])
-                new = prefill(self.model, ins.embeds, ins.attention_mask, ins.position_ids)
-                self._join(new, [job])
-        if shared:
-            ids, mask = pad([job.ids for job in shared], self.pad_id, left=True)
+                job.deliver(Done("length", len(job.ids), 0))
+                self._completed_one()
+        shared = [job for job in generate if job.served is not None and job.served.batched]
+        for job in generate:
+            if job.served is None or not job.served.batched:
+                ids = torch.tensor([job.ids], device=self.model.device)
+                embeds, mask, positions, _ = self._alone(job, ids)
+                self._join(prefill(self.model, embeds, mask, positions), [job])
+        for group in self._by_lead(shared):
+            ids, mask = pad([job.ids for job in group], self.pad_id, left=True)
             device = self.model.device
-            new = self.bank.prefill(ids.to(device), mask.to(device), [j.prompt for j in shared])
-            self._join(new, shared)
+            keys = [self._bank_key(job.served) for job in group if job.served is not None]
+            self._join(self.bank.prefill(ids.to(device), mask.to(device), keys), group)
         if jobs:
             self.metrics.batch("prefill", len(jobs))
 
+    def _alone(
+        self, job: GenerateJob, ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Input embeddings, mask, positions and each token's slot of a row that runs by
+        itself: the base model's tokens, or the tokens with an instance-dependent prompt."""
+        mask = torch.ones_like(ids)
+        slots = torch.arange(ids.shape[1], device=ids.device)[None]
+        if job.served is None:
+            return self.model.get_input_embeddings()(ids), mask, slots, slots
+        ins = job.served.pm.insert(ids, mask, texts=[job.text])
+        return ins.embeds, ins.attention_mask, ins.position_ids, ins.token_positions
+
+    def _by_lead(self, jobs: list[GenerateJob]) -> list[list[GenerateJob]]:
+        """``jobs`` in groups whose token ids all start with the lead BOS, or none do (a shared
+        prefix batch needs one or the other)."""
+        lead = sorted(jobs, key=lambda job: job.ids[0] == self.lead)
+        return [list(group) for _, group in groupby(lead, key=lambda j: j.ids[0] == self.lead)]
+
+    def _score(self, jobs: list[GenerateJob]) -> None:
+        """Deliver each job's prompt tokens with their log-probabilities (:class:`Scored`)."""
+        for job in jobs:
+            if job.served is None or not job.served.batched:
+                ids = torch.tensor([job.ids], device=self.model.device)
+                embeds, mask, positions, slots = self._alone(job, ids)
+                out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions)
+                # each token after the first is predicted by the slot before its own
+                self._scored(job, out.logits[0, slots[0, 1:] - 1])
+        shared = [job for job in jobs if job.served is not None and job.served.batched]
+        vocab = int(self.model.get_input_embeddings().weight.shape[0])
+        for group in self._by_lead(shared):
+            chunk: list[GenerateJob] = []
+            for job in sorted(group, key=lambda j: len(j.ids)):
+                if chunk and (len(chunk) + 1) * len(job.ids) * vocab > SCORE_ELEMENTS:
+                    self._score_shared(chunk)
+                    chunk = []
+                chunk.append(job)
+            self._score_shared(chunk)
+
+    def _score_shared(self, jobs: list[GenerateJob]) -> None:
+        """Score prompts of shared-prefix prompts in one mixed-prompt forward: a token after the
+        lead BOS is predicted by the prompt's last slot, in the cached prefix."""
+        ids, mask = pad([job.ids for job in jobs], self.pad_id, left=True)
+        device = self.model.device
+        keys = [self._bank_key(job.served) for job in jobs if job.served is not None]
+        logits = self.bank(ids.to(device), mask.to(device), keys).logits  # (B, L, V)
+        width = ids.shape[1]
+        for b, (job, key) in enumerate(zip(jobs, keys, strict=True)):
+            rows = logits[b, width - len(job.ids) : width - 1]
+            if job.ids[0] == self.lead and len(job.ids) > 1:
+                last = self.bank.prefix_state(key, True).last_logits[0]
+                rows = torch.cat([last[None].to(rows.dtype), rows[1:]])
+            self._scored(job, rows)
+
+    def _scored(self, job: GenerateJob, logits: torch.Tensor) -> None:
+        """Deliver ``job``'s prompt tokens scored by ``logits (L - 1, V)`` (the first one has
+        no score)."""
+        k = job.logprobs or 0
+        first = TokenLogprob(job.ids[0], None, None)
+        job.deliver(Scored((first, *token_logprobs(logits, job.ids[1:], k))))
+
     def _join(self, new: Running, jobs: list[GenerateJob]) -> None:
         self._running = new if self._running is None else self._running.join(new)
-        for job in jobs:
-            generator = torch.Generator(device="cpu")
-            if job.seed is not None:
-                generator.manual_seed(job.seed)
-            else:
-                generator.seed()
-            self._rows.append(_Row(job, generator))
+        self._rows.extend(Row(job, self.tokenizer) for job in jobs)
 
     def _decode(self) -> None:
         if self._running is None:
@@ -370,18 +384,17 @@ class Engine:
             if job.cancelled:
                 continue
             if now > job.deadline:
-                job.deliver(("error", _timeout()))
+                job.deliver(Failed(TimedOut()))
                 continue
-            token = choose(self._running.logits[i], job.temperature, job.top_p, row.generator)
+            logits = self._running.logits[i]
+            token = row.pick(logits)
             if token in self.eos:
-                self._finish(row, "stop")
+                row.finish("stop")
+            elif row.advance(logits, token) is None:
+                keep.append(i)
+                tokens.append(token)
                 continue
-            row.tokens.append(token)
-            if self._emit(row) or len(row.tokens) >= job.max_tokens:
-                self._finish(row, "stop" if self._stopped(row) else "length")
-                continue
-            keep.append(i)
-            tokens.append(token)
+            self._completed_one()
         self.metrics.batch("decode", len(self._rows))
         self.metrics.tokens.inc(len(tokens))
         if len(keep) < len(self._rows):
@@ -390,42 +403,6 @@ class Engine:
         if self._running is not None:
             step = torch.tensor(tokens, device=self._running.mask.device)
             self._running = self._running.step(self.model, step)
-
-    def _text(self, row: _Row) -> tuple[str, bool]:
-        """The row's text so far, cut before its first stop string; whether one was found."""
-        text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
-        cuts = [text.find(s) for s in row.job.stop if s in text]
-        return (text[: min(cuts)], True) if cuts else (text, False)
-
-    def _stopped(self, row: _Row) -> bool:
-        return self._text(row)[1]
-
-    def _emit(self, row: _Row) -> bool:
-        """Deliver the new text a row may show (holding back what could start a stop string or
-        an unfinished character); → whether a stop string ended it."""
-        text, stopped = self._text(row)
-        if stopped:
-            return True
-        hold = max((len(s) for s in row.job.stop), default=1) - 1
-        end = len(text) - hold
-        while end > row.sent and text[end - 1] == "\ufffd":
-            end -= 1
-        if end > row.sent:
-            row.job.deliver(("delta", text[row.sent : end]))
-            row.sent = end
-        return False
-
-    def _finish(self, row: _Row, reason: str) -> None:
-        text, _ = self._text(row)
-        if len(text) > row.sent:
-            row.job.deliver(("delta", text[row.sent :]))
-        usage = {"prompt_tokens": len(row.job.ids), "completion_tokens": len(row.tokens)}
-        row.job.deliver(("done", reason, usage))
-        self._completed_one()
-
-
-def _timeout() -> Failure:
-    return Failure(504, "the request ran past its timeout", None, "timeout")
 
 
 def _scores(objective: ClassifyObjective, logp: torch.Tensor, first: int) -> torch.Tensor:

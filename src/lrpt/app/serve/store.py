@@ -7,11 +7,15 @@ artifact's two files; they are written into a hidden temporary directory beside 
 validated there, and renamed into place (:func:`lrpt.fileio.atomic_dir`) before the engine
 serves them, so a crash mid-upload leaves the previous version or nothing, never half a
 prompt. Names are checked against :data:`NAME` (no path separators, no leading dot).
+
+The store owns the registry of served prompts: it alone adds and removes them, and it alone
+answers what a request's ``model`` names (:meth:`PromptStore.resolve`).
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import re
@@ -19,22 +23,24 @@ import shutil
 import tarfile
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lrpt.app.data.tasks import ClassifyObjective, TaskSpec, make_objective
-from lrpt.app.runs import load_encoder
-from lrpt.artifact import FILES, JSON_NAME, ArtifactError, load_prompt, read_artifact
+from lrpt.app.data.objectives import ClassifyObjective, make_objective
+from lrpt.app.data.task_format import TaskSpec
+from lrpt.app.serve.errors import NotAClassifier, UnknownModel, UnknownPrompt
+from lrpt.app.trained import load_onto, trained_task
+from lrpt.artifact import FILES, JSON_NAME, ArtifactError, read_artifact
 from lrpt.family import Family
 from lrpt.fileio import atomic_dir, fsync_dir, write_synced
-from lrpt.methods import method_class
 from lrpt.model import PromptedModel
 
 log = logging.getLogger("lrpt.serve")
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 NAME_RULE = "1–128 characters from A–Z a–z 0–9 . _ -, not starting with . _ or -"
+_loads = itertools.count()
 
 
 def check_name(name: str) -> str:
@@ -54,6 +60,13 @@ class Served:
     spec: TaskSpec | None  # the task format it was trained with, if lrpt train saved it
     objective: ClassifyObjective | None  # rank classification by verbalizer, if it has one
     size: int  # bytes on disk
+    key: str = field(default_factory=lambda: f"load-{next(_loads)}")  # this load of it, uniquely
+
+    def classifier(self) -> ClassifyObjective:
+        """Its rank classification; :class:`NotAClassifier` when it was trained without one."""
+        if self.objective is None:
+            raise not_a_classifier(self.name)
+        return self.objective
 
     @property
     def batched(self) -> bool:
@@ -78,9 +91,15 @@ class Served:
         }
 
 
+def not_a_classifier(name: str) -> NotAClassifier:
+    return NotAClassifier(f"{name!r} has no classification task (template and verbalizer); "
+                          "use a prompt trained with the classify objective", "model")  # fmt: skip
+
+
 class PromptStore:
-    """The prompts in ``root`` loaded onto ``model`` (``model_key`` names it, for the input
-    encoders of instance-dependent methods)."""
+    """The prompts in ``root`` loaded onto ``model``; ``model_key`` names the model (requests
+    for the bare base model use it, and it picks the input encoders of instance-dependent
+    methods)."""
 
     def __init__(self, root: Path, model: Any, tokenizer: Any, model_key: str) -> None:
         self.root = root
@@ -89,9 +108,51 @@ class PromptStore:
         self.model_key = model_key
         self.prompts: dict[str, Served] = {}
         self.refused: dict[str, str] = {}
-        self._encoders: dict[str, Any] = {}
+        self._encoders: dict[str | None, Any] = {}
         self._objectives: dict[str, ClassifyObjective | None] = {}
         self._write_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ the registry
+    def resolve(self, name: str) -> Served | None:
+        """The prompt a request's ``model`` names (None: the bare base model), else
+        :class:`UnknownModel`."""
+        if name == self.model_key:
+            return None
+        served = self.prompts.get(name)
+        if served is None:
+            raise UnknownModel(f"no prompt or model {name!r}: GET /v1/models lists them", "model")
+        return served
+
+    def classifier(self, name: str) -> tuple[Served, ClassifyObjective]:
+        """The prompt ``name`` and its rank classification (see :meth:`resolve`); the base
+        model, or a prompt trained without a classification task, is :class:`NotAClassifier`."""
+        served = self.resolve(name)
+        if served is None:
+            raise not_a_classifier(name)
+        return served, served.classifier()
+
+    def prompt(self, name: str) -> Served:
+        """Prompt ``name`` (for prompt management), else :class:`UnknownPrompt`."""
+        served = self.prompts.get(name)
+        if served is None:
+            raise UnknownPrompt(f"no prompt {name!r}", "name")
+        return served
+
+    def register(self, served: Served) -> None:
+        """Serve ``served`` under its name (in place of a prompt of that name)."""
+        self.prompts[served.name] = served
+        self.refused.pop(served.name, None)
+
+    def remove(self, name: str) -> None:
+        """Stop serving prompt ``name`` and remove its directory (renamed away first, so it
+        goes at once)."""
+        with self._write_lock:
+            path = self.root / check_name(name)
+            gone = self.root / f".{name}.{uuid.uuid4().hex}.tmp"
+            path.rename(gone)
+            fsync_dir(self.root)
+            shutil.rmtree(gone, ignore_errors=True)
+        self.prompts.pop(name, None)
 
     # ------------------------------------------------------------------ loading
     def load_all(self) -> None:
@@ -142,19 +203,10 @@ class PromptStore:
     def load(self, path: Path, name: str) -> Served:
         """The artifact at ``path`` loaded and validated onto the served model."""
         meta = read_artifact(path)
-        encoder = None
-        if not method_class(meta["method"]).static:
-            recorded = (meta.get("encoder") or {}).get("name")
-            key = recorded or ""
-            if key not in self._encoders:
-                self._encoders[key] = load_encoder(
-                    meta["method"], self.model_key, recorded, self.model.device
-                )[0]
-            encoder = self._encoders[key]
-        pm = load_prompt(path, self.model, self.tokenizer, encoder=encoder)
+        pm = load_onto(path, meta, self.model, self.tokenizer, self.model_key,
+                       device=self.model.device, encoders=self._encoders)  # fmt: skip
         pm.method.eval()  # the frozen model is in eval mode already
-        task = (meta.get("training") or {}).get("task")
-        spec = TaskSpec.from_dict(task) if isinstance(task, dict) else None
+        spec = trained_task(meta)
         objective = self._objective(spec) if spec is not None else None
         size = sum((path / f).stat().st_size for f in FILES)
         return Served(name, pm, meta, spec, objective, size)
@@ -181,18 +233,7 @@ class PromptStore:
             for file_name, data in files.items():
                 write_synced(tmp / file_name, data)
             fsync_dir(tmp)
-            served = self.load(tmp, name)
-        self.refused.pop(name, None)
-        return served
-
-    def delete(self, name: str) -> None:
-        """Remove prompt ``name``'s directory (renamed away first, so it goes at once)."""
-        with self._write_lock:
-            path = self.root / check_name(name)
-            gone = self.root / f".{name}.{uuid.uuid4().hex}.tmp"
-            path.rename(gone)
-            fsync_dir(self.root)
-            shutil.rmtree(gone, ignore_errors=True)
+            return self.load(tmp, name)
 
 
 def read_archive(data: bytes) -> dict[str, bytes]:

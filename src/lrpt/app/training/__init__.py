@@ -1,1 +1,1 @@
-"""Training and evaluation: the training loop with checkpoints and resume, and evaluation."""
+"""Training and evaluation: the loop, its checkpoints and results, evaluation, ranks."""

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import torch
 from torch import nn
 from tqdm import tqdm
 from transformers import PreTrainedModel
 
-from lrpt.app.data.datasets import Example
-from lrpt.app.data.tasks import Objective, Runnable
+from lrpt.app.data.examples import Example
+from lrpt.app.data.objectives import Objective, Runnable
 from lrpt.app.training.distributed import SINGLE, Dist
 from lrpt.family import Family
 
@@ -119,19 +119,21 @@ def _length_key(example: Example) -> str:
     return example.text + (example.text_pair or "")
 
 
+class Batching(TypedDict, total=False):
+    """:func:`predict`'s options, which :func:`evaluate` passes on."""
+
+    batch_size: int
+    desc: str | None
+    dist: Dist
+
+
 def evaluate(
-    model: Runnable,
-    objective: Objective,
-    examples: Sequence[Example],
-    *,
-    batch_size: int = 64,
-    desc: str | None = None,
-    dist: Dist = SINGLE,
+    model: Runnable, objective: Objective, examples: Sequence[Example], **options: Unpack[Batching]
 ) -> dict[str, float]:
-    """Every metric of the task on ``examples`` (see :meth:`TaskSpec.metrics`), sharded over
-    ``dist``'s ranks (each gets the metrics)."""
+    """Every metric of the task on ``examples`` (see :meth:`TaskSpec.metrics`) from
+    :func:`predict`'s predictions (``options``: its batch size, progress label and ranks)."""
     if not examples:
         raise ValueError("cannot evaluate on zero examples")
-    preds = predict(model, objective, examples, batch_size=batch_size, desc=desc, dist=dist)
+    preds = predict(model, objective, examples, **options)
     golds = [objective.spec.gold(ex) for ex in examples]
     return objective.spec.metrics(preds, golds)

@@ -1,4 +1,4 @@
-"""The training loop: AdamW on the method's parameter groups, checkpoints, resume, results.
+"""The training loop: AdamW on the method's parameter groups, validation, early stopping.
 
 One loop, top to bottom (:func:`train`):
 
@@ -8,14 +8,13 @@ One loop, top to bottom (:func:`train`):
    effective batch of ``batch_size × grad_accum``), clips the gradient norm, steps.
 3. Every ``eval_every`` steps (and at the last step) the validation metric is measured; the best
    trainable tensors so far are kept; ``patience`` evaluations without improvement stop early.
-4. Every ``checkpoint_every`` steps the whole run state is written atomically (temp file, fsync,
-   ``os.replace``) to ``OUT/checkpoint.pt``: trainable tensors, optimizer, scheduler, the torch /
-   python / numpy RNG states, the data position, the best-so-far and the step. A run killed at
-   any point resumes from its last checkpoint and ends bit-identical to an uninterrupted one.
+4. Every ``checkpoint_every`` steps the whole run state is written to ``OUT/checkpoint.pt``
+   (:mod:`~lrpt.app.training.checkpoint`): a run killed at any point resumes from its last
+   checkpoint and ends bit-identical to an uninterrupted one.
 5. The best checkpoint is restored and evaluated on the test set (unless ``evaluate_test`` is off:
    a selection run never reads the test split), the frozen model without prompt
    on the same test inputs (zero-shot), the prompt is saved to ``OUT/prompt/`` and the results to
-   ``OUT/results.json``.
+   ``OUT/results.json`` (:mod:`~lrpt.app.training.results`).
 
 The data order is a function of (seed, position): epoch ``e`` is the permutation drawn by
 ``numpy.random.default_rng([seed, e])``, so a resumed run needs only the position. The frozen
@@ -39,15 +38,10 @@ the artifact and ``results.json``; evaluation is sharded and gathered.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import pickle
-import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,192 +49,25 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
-from lrpt.app.data.datasets import Example, TaskData
-from lrpt.app.data.tasks import Objective
-from lrpt.app.fields import describe
-from lrpt.app.training.distributed import SINGLE, Dist, fingerprint
+from lrpt.app.data.examples import Example
+from lrpt.app.data.objectives import Runnable
+from lrpt.app.train_config import TrainConfig
+from lrpt.app.training.checkpoint import load_checkpoint, save_checkpoint, seed_everything
+from lrpt.app.training.distributed import fingerprint
 from lrpt.app.training.evaluate import Unprompted, evaluate, subset
 from lrpt.app.training.memory import StepMemory
+from lrpt.app.training.outdir import prepare_out
+from lrpt.app.training.results import Outcome, results, write_results
+from lrpt.app.training.state import Run, RunState, base_device, base_dtype
 from lrpt.family import Family
-from lrpt.fileio import atomic_write, atomic_write_text
 from lrpt.methods import method_class
-from lrpt.model import PromptedModel, embedding_weight
-from lrpt.placement import dtype_name
-
-CHECKPOINT = "checkpoint.pt"
-RESULTS = "results.json"
-PROMPT_DIR = "prompt"
-CHECKPOINT_VERSION = 1
+from lrpt.model import PromptedModel
 
 
 def method_defaults(method: str) -> dict[str, float]:
     """Training defaults (weight_decay, warmup, head_lr, lr) for ``method``: the
     ``training_defaults`` its class declares (docs/training.md); ValueError if unknown."""
     return dataclasses.asdict(method_class(method).training_defaults)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training hyper-parameters: each declared once, here; ``lrpt train``'s flags derive from
-    these fields. ``None`` limits mean "all examples", ``patience`` None = off; ``lr``,
-    ``head_lr``, ``weight_decay`` and ``warmup`` None = the method's default
-    (:meth:`resolved`)."""
-
-    steps: int = field(default=100, metadata=describe("optimizer steps"))
-    batch_size: int = field(default=16, metadata=describe("examples per micro-batch"))
-    grad_accum: int = field(default=1, metadata=describe("micro-batches per step"))
-    lr: float | None = field(default=None, metadata=describe("learning rate (default: per method)"))
-    head_lr: float | None = field(
-        default=None, metadata=describe("encoder classifiers' head learning rate")
-    )
-    weight_decay: float | None = field(default=None, metadata=describe("(default: per method)"))
-    warmup: float | None = field(
-        default=None, metadata=describe("warmup as a fraction of the steps (default: per method)")
-    )
-    max_grad_norm: float = field(default=1.0, metadata=describe("gradient-norm clipping"))
-    eval_every: int = field(default=25, metadata=describe("validate every N steps"))
-    eval_batch_size: int = field(default=32, metadata=describe("examples per evaluation batch"))
-    max_eval_examples: int | None = field(
-        default=200,
-        metadata=describe(
-            "validation examples (a fixed seeded sample; 0 = all)", zero_is_none=True
-        ),
-    )
-    max_test_examples: int | None = field(
-        default=1000,
-        metadata=describe("test examples (a fixed seeded sample; 0 = all)", zero_is_none=True),
-    )
-    patience: int | None = field(
-        default=None, metadata=describe("stop after N validations without improvement")
-    )
-    evaluate_test: bool = field(
-        default=True,
-        metadata=describe(
-            "evaluate the best checkpoint on the test split (and the zero-shot model); off "
-            "(--no-evaluate-test), the test split is never read: for runs that select settings"
-        ),
-    )
-    checkpoint_every: int = field(default=10, metadata=describe("checkpoint every K steps",
-                                                                 metavar="K"))  # fmt: skip
-    seed: int = field(
-        default=0,
-        metadata=describe(
-            "seeds torch, random, numpy, the data order and the method's initialisation",
-            metavar="S",
-        ),
-    )
-    gradient_checkpointing: bool = field(
-        default=False,
-        metadata=describe(
-            "recompute the frozen model's layer activations in the backward pass instead of "
-            "keeping them: less memory for about one more forward pass per step; the shared "
-            "prefix still runs once per batch"
-        ),
-    )
-    share_prefix: bool = field(
-        default=True,
-        metadata=describe(
-            "run a static prompt on a causal LM once per batch and let every row attend to its "
-            "keys/values; off (--no-share-prefix), every row runs the prompt, as PEFT does: "
-            "more work, but one model pass instead of two, which a GPU at small batches can "
-            "run faster (see docs/training.md)"
-        ),
-    )
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_batch_size"):
-            _check_int(name, getattr(self, name))
-        _check_int("checkpoint_every", self.checkpoint_every)
-        for name in ("max_eval_examples", "max_test_examples", "patience"):
-            if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name))
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed must be an integer ≥ 0, got {self.seed!r}")
-        if not isinstance(self.evaluate_test, bool):
-            raise ValueError(f"evaluate_test must be true or false, got {self.evaluate_test!r}")
-        if not isinstance(self.share_prefix, bool):
-            raise ValueError(f"share_prefix must be true or false, got {self.share_prefix!r}")
-        if not isinstance(self.gradient_checkpointing, bool):
-            raise ValueError(
-                f"gradient_checkpointing must be true or false, got {self.gradient_checkpointing!r}"
-            )
-        for name in ("lr", "head_lr", "max_grad_norm"):
-            value = getattr(self, name)
-            if value is not None and not _number(value) > 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
-        if self.weight_decay is not None and not _number(self.weight_decay) >= 0:
-            raise ValueError(f"weight_decay must be ≥ 0, got {self.weight_decay}")
-        if self.warmup is not None and not 0 <= _number(self.warmup) < 1:
-            raise ValueError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
-
-    def resolved(self, defaults: dict[str, float], *, head: bool) -> TrainConfig:
-        """Unset ``lr``/``weight_decay``/``warmup`` from ``defaults`` (the method's); ``head_lr``
-        likewise when the model has a trainable head, else None."""
-
-        def pick(name: str) -> float:
-            value = getattr(self, name)
-            return defaults[name] if value is None else value
-
-        head_lr = pick("head_lr") if head else None
-        return dataclasses.replace(
-            self, lr=pick("lr"), weight_decay=pick("weight_decay"), warmup=pick("warmup"),
-            head_lr=head_lr,
-        )  # fmt: skip
-
-    def value(self, name: str) -> float:
-        """A resolved option's value (see :meth:`resolved`)."""
-        value = getattr(self, name)
-        if value is None:
-            raise ValueError(f"training option {name} is unset: resolve the config first")
-        return float(value)
-
-
-def _number(value: Any) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise ValueError(f"expected a number, got {value!r}")
-    return float(value)
-
-
-def _check_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}")
-
-
-@dataclass
-class Run:
-    """Everything a training run uses.
-
-    ``model``: ``name`` (the key or local path it was loaded from), ``family`` and ``encoder``
-    (the input encoder's key, or None). ``init_seed``: the seed the method was built with
-    (default: the training seed). ``dist``: this process's rank in a distributed run.
-    """
-
-    pm: PromptedModel
-    objective: Objective
-    task: TaskData
-    cfg: TrainConfig
-    out: Path
-    model: dict[str, Any]
-    init_seed: int | None = None
-    dist: Dist = SINGLE
-
-
-@dataclass
-class RunState:
-    """What changes while training; saved in every checkpoint."""
-
-    step: int = 0
-    position: int = 0  # training examples consumed (the data order is a function of it)
-    losses: list[float] = field(default_factory=list)  # training loss per step
-    history: list[dict[str, Any]] = field(default_factory=list)  # validation evaluations
-    best: dict[str, Any] | None = None  # {"metric", "value", "step"}
-    best_tensors: dict[str, torch.Tensor] | None = None
-    bad_evals: int = 0  # evaluations since the best one
-    stopped_early: bool = False
-    train_seconds: float = 0.0  # optimizer steps only
-    validation_seconds: float = 0.0
-    step_peak_mb: float | None = None  # the most memory a step added (see memory.StepMemory)
-    skipped_steps: int = 0  # float16: steps the loss scaler skipped for non-finite gradients
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -270,35 +97,6 @@ def batch_indices(n: int, seed: int, position: int, size: int) -> list[int]:
     return out
 
 
-def seed_everything(seed: int) -> None:
-    """Seed torch, python ``random`` and numpy's global generator."""
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-
-
-def rng_states() -> dict[str, Any]:
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    states = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(gauss)],
-    }
-    if torch.cuda.is_available():  # dropout on a CUDA device draws from its own generators
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-
-
 def train_mode(pm: PromptedModel) -> None:
     """The method's modules in training mode; the frozen model and encoder in eval mode."""
     pm.train()
@@ -307,138 +105,12 @@ def train_mode(pm: PromptedModel) -> None:
         pm.encoder.eval()
 
 
-def write_atomic(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)``, fsync, and rename onto ``path`` (never a half-written file)."""
-    atomic_write(path, write)
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
-
-
-def run_identity(run: Run) -> dict[str, Any]:
-    """What must match for ``--resume`` to continue a run (JSON-able)."""
-    cfg = dataclasses.asdict(run.cfg)
-    # may change between attempts (checkpointing and the prefix path change memory and speed;
-    # the numbers only within float rounding; the test settings only what is evaluated after
-    # the last step: a run trained without a test can be finished with one)
-    free = ("checkpoint_every", "eval_batch_size", "gradient_checkpointing", "share_prefix")
-    for key in (*free, "evaluate_test", "max_test_examples"):
-        cfg.pop(key)
-    identity = {
-        "method": run.pm.method.key,
-        "config": dataclasses.asdict(run.pm.method.config),
-        "model": run.model,
-        "task": run.objective.spec.to_dict() | {"sizes": run.task.sizes()},
-        "training": cfg,
-    }
-    dtype = base_dtype(run.pm)
-    if dtype != torch.float32:  # another precision, other numbers
-        identity["dtype"] = dtype_name(dtype)
-    return identity
-
-
-def base_dtype(pm: PromptedModel) -> torch.dtype:
-    """The frozen model's dtype (its input embeddings')."""
-    return embedding_weight(pm.model).dtype
-
-
-def base_device(pm: PromptedModel) -> torch.device:
-    """The frozen model's device (its input embeddings')."""
-    return embedding_weight(pm.model).device
-
-
 def loss_scaler(pm: PromptedModel) -> torch.amp.GradScaler:
     """Loss scaling for a float16 base (its gradients underflow without it); a no-op otherwise.
 
     The prompt's parameters stay float32, so the scaler unscales float32 gradients and skips a
     step whose gradients are not finite (lowering the scale)."""
     return torch.amp.GradScaler(base_device(pm).type, enabled=base_dtype(pm) == torch.float16)
-
-
-def check_out(out: Path, resume: bool) -> None:
-    """Raise ``FileExistsError`` if ``out`` exists, is not empty and ``resume`` is False."""
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {str(out)!r} exists and is not a directory")
-    if not resume and out.exists() and any(out.iterdir()):
-        raise FileExistsError(
-            f"output directory {str(out)!r} already exists: pass --resume to continue its run, "
-            "or choose a new --out"
-        )
-
-
-def prepare_out(out: Path, resume: bool) -> bool:
-    """Create ``out`` (see :func:`check_out`); → whether a checkpoint to resume from exists."""
-    check_out(out, resume)
-    out.mkdir(parents=True, exist_ok=True)
-    return resume and (out / CHECKPOINT).is_file()
-
-
-# --- checkpoints ---------------------------------------------------------------------------
-
-
-def save_checkpoint(
-    run: Run, optimizer: Any, scheduler: Any, state: RunState, scaler: Any = None
-) -> None:
-    """Write the whole run state atomically to ``OUT/checkpoint.pt``."""
-    data: dict[str, Any] = {
-        "version": CHECKPOINT_VERSION,
-        "identity": json.dumps(run_identity(run), sort_keys=True),
-        "trainable": run.pm.trainable_state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": rng_states(),
-        "state": dataclasses.asdict(state) | {"best_tensors": state.best_tensors},
-    }
-    if run.dist.active:
-        data["world_size"] = run.dist.world
-    if scaler is not None and scaler.is_enabled():
-        data["scaler"] = scaler.state_dict()
-    write_atomic(run.out / CHECKPOINT, lambda tmp: torch.save(data, tmp))
-
-
-def load_checkpoint(run: Run, optimizer: Any, scheduler: Any, scaler: Any = None) -> RunState:
-    """Restore a run from ``OUT/checkpoint.pt``; the run's settings must be the saved ones.
-
-    The checkpoint loads on any device: tensors are read on the CPU and copied to the
-    prompt's (the optimizer moves its state to its parameters' device)."""
-    path = run.out / CHECKPOINT
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        raise ValueError(
-            f"{path}: not a readable lrpt checkpoint ({err}); delete it to start over"
-        ) from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: not an lrpt checkpoint (a {type(data).__name__})")
-    if data.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {data.get('version')}, expected 1")
-    saved_world = data.get("world_size", 1)
-    if saved_world != run.dist.world:
-        raise ValueError(
-            f"cannot resume {str(run.out)!r}: its checkpoint was written by a run of "
-            f"{_processes(saved_world)}, this run has {_processes(run.dist.world)}; resume it "
-            f"with {_processes(saved_world)} (with another number the per-rank batches, and so "
-            "the float sums, would differ from the run's)"
-        )
-    saved, current = json.loads(data["identity"]), run_identity(run)
-    if saved != current:
-        differ = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
-        raise ValueError(
-            f"cannot resume {str(run.out)!r}: the run's {', '.join(differ)} differ from the "
-            f"checkpoint's (saved {', '.join(f'{k}={saved.get(k)}' for k in differ)})"
-        )
-    run.pm.load_trainable_state_dict(data["trainable"])
-    optimizer.load_state_dict(data["optimizer"])
-    scheduler.load_state_dict(data["scheduler"])
-    if scaler is not None and "scaler" in data:
-        scaler.load_state_dict(data["scaler"])
-    set_rng_states(data["rng"])
-    return RunState(**data["state"])
-
-
-def _processes(n: int) -> str:
-    return "1 process" if n == 1 else f"{n} processes"
 
 
 # --- the loop ------------------------------------------------------------------------------
@@ -524,7 +196,10 @@ def train(
     }
     if scaler.is_enabled():
         extra["loss_scale"] = {"final": scaler.get_scale(), "skipped_steps": state.skipped_steps}
-    return finish(run, state, len(validation), progress, spec, extra)
+    data = results(run, state, test_best(run, state, len(validation), progress), spec, extra)
+    write_results(run, state, data)
+    dist.barrier("waiting for rank 0 to write the results")
+    return data
 
 
 def train_step(
@@ -575,13 +250,7 @@ def train_step(
 def validate(run: Run, state: RunState, examples: Sequence[Example], bar: Any) -> None:
     """Evaluate on validation; keep the best tensors; count evaluations without improvement."""
     t0 = time.perf_counter()
-    metrics = evaluate(
-        run.pm,
-        run.objective,
-        examples,
-        batch_size=run.cfg.eval_batch_size,
-        dist=run.dist.evaluation,
-    )
+    metrics = run_evaluation(run, run.pm, examples)
     state.validation_seconds += time.perf_counter() - t0
     train_mode(run.pm)
     metric = run.objective.spec.metric
@@ -603,125 +272,46 @@ def validate(run: Run, state: RunState, examples: Sequence[Example], bar: Any) -
         )
 
 
-def finish(
-    run: Run,
-    state: RunState,
-    n_validation: int,
-    progress: bool,
-    spec: dict[str, Any] | None,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Restore the best tensors, test, zero-shot, save the prompt and ``results.json``
-    (``extra``: more entries for it, e.g. the steps' peak memory)."""
-    cfg, pm = run.cfg, run.pm
+def test_best(run: Run, state: RunState, n_validation: int, progress: bool) -> Outcome:
+    """Restore the best tensors; evaluate them, and the frozen model without a prompt
+    (zero-shot), on the test set (``n_validation``: the validation examples used)."""
+    cfg = run.cfg
     if state.best_tensors is not None:
-        pm.load_trainable_state_dict(state.best_tensors)
+        run.pm.load_trainable_state_dict(state.best_tensors)
     # a selection run never reads the test split: no test, no zero-shot
     test = subset(run.task.test, cfg.max_test_examples) if cfg.evaluate_test else []
-    timing: dict[str, float] = {}
-    test_metrics = None
+    outcome = Outcome(n_validation, len(test))
     if test:
         t0 = time.perf_counter()
-        desc = "test" if progress else None
-        test_metrics = evaluate(
-            pm,
-            run.objective,
-            test,
-            batch_size=cfg.eval_batch_size,
-            desc=desc,
-            dist=run.dist.evaluation,
-        )
-        timing["test_seconds"] = time.perf_counter() - t0
-    zero_shot, reason = zero_shot_test(run, test, progress, timing)
-    results = {
-        "method": pm.method.key,
-        "config": dataclasses.asdict(pm.method.config),
-        "model": run.model,
-        "task": run.objective.spec.to_dict()
-        | {"sizes": run.task.sizes(), "validation_used": n_validation, "test_used": len(test)},
-        "seed": cfg.seed,
-        "trainable_params": pm.num_trainable() | {"total": sum(pm.num_trainable().values())},
-        "prompt_path": {"shared_prefix": pm.shares_prefix(), "reason": pm.unshared_reason()},
-        "device": str(base_device(pm)),
-        "dtype": dtype_name(base_dtype(pm)),
-        "steps": state.step,
-        "stopped_early": state.stopped_early,
-        "train_seconds": round(state.train_seconds, 3),
-        "seconds_per_step": round(state.train_seconds / max(state.step, 1), 4),
-        "best_validation": state.best,
-        "test": test_metrics,
-        "zero_shot_test": zero_shot,
-        "training": dataclasses.asdict(cfg),
-        "validation_history": state.history,
-        "train_loss": state.losses,
-        "timing": {"validation_seconds": round(state.validation_seconds, 3)}
-        | {k: round(v, 3) for k, v in timing.items()},
-    }
-    if reason is not None:
-        results["zero_shot_reason"] = reason
-    if run.dist.active:
-        results["distributed"] = {
-            "processes": run.dist.world,
-            "backend": run.dist.backend,
-            "per_rank_batch_size": run.dist.per_rank(cfg.batch_size),
-            "fsdp": run.dist.fsdp,
-        }
-    results |= extra or {}
-    if spec is not None:
-        results["spec"] = spec
-    if run.dist.main:
-        save_artifact(run, state, test_metrics)
-        write_json(run.out / RESULTS, results)
-    run.dist.barrier("waiting for rank 0 to write the results")
-    return results
+        outcome.test = run_evaluation(run, run.pm, test, "test" if progress else None)
+        outcome.timing["test_seconds"] = time.perf_counter() - t0
+    outcome.zero_shot_reason = no_zero_shot(run, test)
+    if outcome.zero_shot_reason is None:
+        t0 = time.perf_counter()
+        plain = Unprompted(run.pm.model, run.pm.family)
+        desc = "zero-shot test" if progress else None
+        outcome.zero_shot = run_evaluation(run, plain, test, desc)
+        outcome.timing["zero_shot_seconds"] = time.perf_counter() - t0
+    return outcome
 
 
-def zero_shot_test(
-    run: Run, test: Sequence[Example], progress: bool, timing: dict[str, float]
-) -> tuple[dict[str, float] | None, str | None]:
-    """The frozen model with the same template and no prompt on ``test``; or None and why."""
+def no_zero_shot(run: Run, test: Sequence[Example]) -> str | None:
+    """Why the frozen model without a prompt is not evaluated on ``test``; None if it is."""
     if run.pm.family == Family.ENCODER:
-        return (
-            None,
-            "an encoder classifier's head is newly initialised: there is no zero-shot model",
-        )
+        return "an encoder classifier's head is newly initialised: there is no zero-shot model"
     if not run.cfg.evaluate_test:
-        return None, "test evaluation is off (--no-evaluate-test)"
+        return "test evaluation is off (--no-evaluate-test)"
     if not test:
-        return None, "the task has no test examples"
-    t0 = time.perf_counter()
-    plain = Unprompted(run.pm.model, run.pm.family)
-    desc = "zero-shot test" if progress else None
-    metrics = evaluate(
-        plain,
-        run.objective,
-        test,
-        batch_size=run.cfg.eval_batch_size,
-        desc=desc,
+        return "the task has no test examples"
+    return None
+
+
+def run_evaluation(
+    run: Run, model: Runnable, examples: Sequence[Example], desc: str | None = None
+) -> dict[str, float]:
+    """The task's metrics of ``model`` on ``examples``, in the run's evaluation batches and
+    processes."""
+    return evaluate(
+        model, run.objective, examples, batch_size=run.cfg.eval_batch_size, desc=desc,
         dist=run.dist.evaluation,
-    )
-    timing["zero_shot_seconds"] = time.perf_counter() - t0
-    return metrics, None
-
-
-def save_artifact(run: Run, state: RunState, test_metrics: dict[str, float] | None) -> None:
-    """The trained prompt (best tensors) as an artifact in ``OUT/prompt/``."""
-    from lrpt.artifact import save_prompt
-
-    training = {
-        "task": run.objective.spec.to_dict(),
-        "seed": run.cfg.seed,
-        "steps": state.step,
-        "best_validation": state.best,
-        "test": test_metrics,
-    }
-    save_prompt(
-        run.pm,
-        run.out / PROMPT_DIR,
-        model_name=run.model["name"],
-        training=training,
-        overwrite=True,
-        init_seed=run.init_seed if run.init_seed is not None else run.cfg.seed,
-        encoder_name=run.model.get("encoder"),
-        model_revision=run.model.get("revision"),
-    )
+    )  # fmt: skip

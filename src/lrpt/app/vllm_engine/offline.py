@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import torch
 
-from lrpt.app.data.tasks import Batch, ClassifyObjective, Objective, Runnable
+from lrpt.app.data.objectives import Batch, ClassifyObjective, Objective, Runnable
 from lrpt.app.vllm_engine.scoring import ScorePlan, request_logprobs, score_params
 from lrpt.app.vllm_engine.settings import VllmSettings, model_dir, on_cpu, require_vllm
 from lrpt.input_embeds import InputEmbeds

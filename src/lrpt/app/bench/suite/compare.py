@@ -14,7 +14,7 @@ gains, from the committed results alone:
 - **longer budgets**: every claim on a ``grid_from`` configuration beside this suite's own
   claim on the source configurations (say 1,000 steps against 150), and whether it moved.
 
-This module formats; :mod:`lrpt.app.bench.suite` reads the files.
+This module formats; :mod:`lrpt.app.bench.suite.report` reads the files.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lrpt.app.bench.claims import provisional, ratio_text
+from lrpt.app.bench.suite.claims import provisional, ratio_text
 
 ClaimKey = tuple[str, str, str, str]  # (config, baseline, measure, task)
 

@@ -1,6 +1,7 @@
 """Prose whose numbers come from a suite's results: ``{{...}}`` fields filled from its summary.
 
-A results discussion written by hand goes stale the moment a run is redone. A prose template
+Dev tooling for ``scripts/readme_tables.py`` (not part of the installed package). A results
+discussion written by hand goes stale the moment a run is redone. A prose template
 (Markdown, ``bench/prose/SUITE.md``) names results instead of copying them; :func:`render` fills
 each field from the suite's committed ``summary.json``, its claims and its runs' rates::
 
@@ -42,8 +43,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lrpt.app.bench import claims as bench_claims
-from lrpt.app.bench import suite as bench_suite
+from lrpt.app.bench.suite import claims as bench_claims
+from lrpt.app.bench.suite.grid import grid_selections
+from lrpt.app.bench.suite.report import rates
+from lrpt.app.bench.suite.schema import SUITES_DIR, Suite, load_suite, suite_path
+from lrpt.app.training.outdir import RESULTS
 
 PENDING = "(pending)"
 FIELD = re.compile(r"\{\{(.*?)\}\}", re.S)  # a field may wrap across lines
@@ -58,7 +62,7 @@ LOSS_WINDOW = 15  # ``loss`` averages this many steps at each end
 class Results:
     """What a suite's committed results say: its summary rows, claims, rates and grids."""
 
-    suite: bench_suite.Suite
+    suite: Suite
     root: Path
     rows: dict[tuple[str, str], dict[str, Any]]
     claims: list[dict[str, Any]]
@@ -66,7 +70,7 @@ class Results:
     grids: dict[tuple[str, str], dict[str, Any]]
 
     @classmethod
-    def load(cls, suite: bench_suite.Suite, root: Path) -> Results:
+    def load(cls, suite: Suite, root: Path) -> Results:
         summary = root / "summary.json"
         rows = json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else []
         return cls(
@@ -74,14 +78,12 @@ class Results:
             root,
             {(r["task"], r["config"]): r for r in rows},
             bench_claims.evaluate(suite.claims, rows, suite.planned_seeds()),
-            bench_suite.rates(suite, root),
-            bench_suite.grid_selections(suite, root),
+            rates(suite, root),
+            grid_selections(suite, root),
         )
 
 
-def render(
-    template: str, suite: bench_suite.Suite, root: Path, suites: Path = bench_suite.SUITES_DIR
-) -> str:
+def render(template: str, suite: Suite, root: Path, suites: Path = SUITES_DIR) -> str:
     """``template`` with every ``{{...}}`` field filled from ``suite``'s results in ``root``
     (another suite's, ``{{OTHER:...}}``: ``suites/OTHER.toml`` and ``root``'s sibling
     ``OTHER``).
@@ -94,7 +96,7 @@ def render(
 
     def results(name: str) -> Results:
         if name not in loaded:
-            other = bench_suite.load_suite(bench_suite.suite_path(str(suites / f"{name}.toml")))
+            other = load_suite(suite_path(str(suites / f"{name}.toml")))
             loaded[name] = Results.load(other, root.parent / name)
         return loaded[name]
 
@@ -177,7 +179,7 @@ def _one_seed(
         if len(values) < len(configs):
             return PENDING
         return f"{values[0] / values[1]:.3f}" if ratio else f"{values[0]:.3f}"
-    path = found.root / task / config / f"seed{seed}" / "results.json"
+    path = found.root / task / config / f"seed{seed}" / RESULTS
     if not path.is_file():
         return PENDING
     result = json.loads(path.read_text(encoding="utf-8"))
