@@ -4,6 +4,8 @@ path does, for every method on the tiny causal model; the engine flags and setti
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,7 +20,7 @@ from lrpt.app.data.objectives import make_objective
 from lrpt.app.data.task_format import TaskSpec
 from lrpt.app.vllm_engine.offline import EngineObjective, eos_ids
 from lrpt.app.vllm_engine.scoring import MAX_TOKENS_PER_REQUEST, ScorePlan
-from lrpt.app.vllm_engine.settings import VllmSettings
+from lrpt.app.vllm_engine.settings import VllmSettings, options_table
 from lrpt.methods import METHODS
 
 EXAMPLES = [
@@ -134,6 +136,13 @@ def test_settings() -> None:
     )  # fmt: skip
     with pytest.raises(ValueError, match="--vllm-tensor-parallel-size must be > 0, got 0"):
         VllmSettings(tensor_parallel_size=0)
+
+
+def test_the_docs_table_is_generated_from_the_settings() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "serving.md").read_text()
+    block = re.search(r"<!-- vllm-options -->\n(.*?)\n<!-- /vllm-options -->", docs, re.S)
+    assert block is not None and block.group(1) == options_table()
+    assert block.group(1).count("| `--vllm-") == len(dataclasses.fields(VllmSettings)) == 6
 
 
 def test_engine_flags(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
