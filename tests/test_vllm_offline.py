@@ -40,6 +40,7 @@ def setup() -> Any:
     objective = make_objective(spec, loaded.tokenizer, "causal", loaded.model.config)
     engine = VllmOffline(loaded.model, VllmSettings(enforce_eager=True, max_model_len=1024))
     yield loaded, spec, objective, subset(task.test, REVIEWS), engine
+    engine.close()
     print("\nvLLM vs own engine, SmolLM2-135M float32, MR:", json.dumps(MEASURED, indent=1))
 
 

@@ -131,6 +131,10 @@ class VllmOffline:
         self.llm = self.vllm.LLM(**args)
         self.eos = eos_ids(model)
 
+    def close(self) -> None:
+        """Stop vLLM's engine core (its child process) now rather than at exit."""
+        self.llm.llm_engine.engine_core.shutdown()
+
     def _run(self, embeds: Sequence[torch.Tensor], params: Any) -> list[Any]:
         prompts = [{"prompt_embeds": e.detach().cpu()} for e in embeds]
         return list(self.llm.generate(prompts, params, use_tqdm=False))

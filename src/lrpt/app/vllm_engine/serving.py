@@ -166,7 +166,9 @@ class VllmEngine:
         a worker thread: the loop keeps streaming meanwhile)."""
         embedder = self._embedders.get(served.key)
         if embedder is None:
-            embedder = self._embedders.setdefault(served.key, InputEmbeds(served.pm))
+            embedder = InputEmbeds(served.pm)
+            if self.store.prompts.get(served.name) is served:  # not one replaced meanwhile
+                embedder = self._embedders.setdefault(served.key, embedder)
 
         def build() -> list[torch.Tensor]:
             with torch.inference_mode():
