@@ -292,7 +292,7 @@ def cpu_half_attention(model: torch.nn.Module) -> None:
     its float32 time, while eager attention's products run on the fast bf16 matmuls: the step
     takes 1.05 s (float32: 2.1 s either way), and inference is within 5 % of the fused kernel.
     The bf16 losses differ from the fused kernel's by rounding (under 2 % of float32's, as the
-    thread count moves them; README, "In bf16 the shared and naive paths")."""
+    thread count moves them; docs/results.md, "In bf16 the shared and naive paths")."""
     config = getattr(model, "config", None)
     if getattr(config, "_attn_implementation", None) == "sdpa":
         model.set_attn_implementation("eager")  # type: ignore[operator]

@@ -110,7 +110,7 @@ def test_toml_config_flags_override_and_results_rerun(tmp_path: Path, capsys) ->
     spec = results["spec"]
     assert spec["method"] == {"key": "ulpt", "num_tokens": 4, "rank": 2}
     assert spec["training"]["seed"] == 3 and spec["training"]["lr"] is None  # method default
-    assert results["training"]["lr"] == 0.1  # ulpt's default learning rate, resolved
+    assert results["training"]["lr"] == 0.03  # ulpt's default learning rate, resolved
     assert spec["out"] == str(first)
 
     # flags override the file: another seed and rank

@@ -158,6 +158,11 @@ class TrainingDefaults:
     """A method's trainer defaults, used by ``lrpt train`` for the flags not given.
 
     Every method declares its own ``lr``; the others are common defaults a method may override.
+    The rule for a method's learning rate(s) (``lr``, and a config's ``*_lr`` option such as
+    DePT's ``lowrank_lr``): the point of the ``fair`` suite's grid with the best seed-0
+    validation accuracy at the method's first configuration there, averaged over MR and BBC
+    (``bench/results/fair/summary.json``; the first point on a tie). docs/training.md shows each
+    grid, and tests/test_readme.py checks every default against it.
     """
 
     weight_decay: float = 1e-5

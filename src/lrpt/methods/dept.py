@@ -17,8 +17,9 @@ get no update, nor do positions ``≥ m`` (the reference pads every input to ``m
 too; ours does not depend on the batch's padding side or length).
 
 Two learning rates (``param_groups``): the prompt trains at the main ``lr`` (the papers use
-0.3–0.5), the low-rank pair at ``lowrank_lr``. Default 5e-4: the middle of both grids searched by
-the papers (DePT {5e-4, 5e-3, 3e-1}, EPT {1e-4, 5e-4, 5e-3}).
+0.3–0.5), the low-rank pair at ``lowrank_lr``. Defaults ``lr`` 1e-2 and ``lowrank_lr`` 5e-4: the
+fair suite's grid choice (see :class:`~lrpt.methods.base.TrainingDefaults`); 5e-4 is also the
+middle of both grids searched by the papers (DePT {5e-4, 5e-3, 3e-1}, EPT {1e-4, 5e-4, 5e-3}).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class DePT(PromptMethod[DePTConfig]):
     paper = "DePT, Shi & Lipani 2024"
     formula = "P_s; E'[i] = E[i] + (α/√r)·(A B)[i], i < m"
     param_formula = "s·d + r·(m + d)"
-    training_defaults = TrainingDefaults(lr=1e-2)
+    training_defaults = TrainingDefaults(lr=1e-2)  # the fair suite's grid choice
 
     def __init__(self, config: DePTConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)

@@ -48,7 +48,8 @@ Decisions where the paper is silent:
   every prompt row at the start on SmolLM2.
 * Experts and gate train with the prompt, at the main ``lr``; ``A``, ``B`` train at
   ``lowrank_lr`` (the paper's two learning rates: prompt {0.3, 0.4, 0.5}, low-rank
-  {1e-4, 5e-4, 5e-3}).
+  {1e-4, 5e-4, 5e-3}); defaults 1e-2 and 5e-4, the fair suite's grid choice (see
+  :class:`~lrpt.methods.base.TrainingDefaults`).
 * The SVD runs in float64 with a fixed sign convention (each left singular vector's largest
   entry is positive), so the factors do not depend on the LAPACK build's sign choice
   (:func:`lrpt.methods.blocks.svd_vectors`, :func:`~lrpt.methods.blocks.svd_factors`).
@@ -133,7 +134,7 @@ class EPT(PromptMethod[EPTConfig]):
     paper = "EPT, Lan et al. 2024"
     formula = "P = Σ_k G_k ⊙ E_k(P_s) + P_s + softmax(P_s Δᵀ/√d) Δ; E' = E + Δ, Δ = A B"
     param_formula = "s·d + r·(m + d) + N_e·(2·d·h + h + d) + d·N_e"
-    training_defaults = TrainingDefaults(lr=1e-2)
+    training_defaults = TrainingDefaults(lr=1e-2)  # the fair suite's grid choice
 
     def __init__(self, config: EPTConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)

@@ -52,7 +52,7 @@ class LoPA(PromptMethod[LoPAConfig]):
     paper = "LoPA, Jain et al. 2024"
     formula = "Z_S ⊙ sigmoid(MLP_v(e) MLP_u(e)ᵀ)"
     param_formula = "n·d + (k·h + h + h·d·r + d·r) + (k·h + h + h·n·r + n·r)"
-    training_defaults = TrainingDefaults(lr=1e-3)
+    training_defaults = TrainingDefaults(lr=1e-3)  # the fair suite's grid choice
 
     def __init__(self, config: LoPAConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)

@@ -40,7 +40,7 @@ class LoPT1(PromptMethod[LoPT1Config]):
     paper = "LoPT-1, Guo et al. 2024"
     formula = "P = U V"
     param_formula = "r·(n + d)"
-    training_defaults = TrainingDefaults(lr=1e-2)
+    training_defaults = TrainingDefaults(lr=3e-2)  # the fair suite's grid choice
 
     def __init__(self, config: LoPT1Config, dims: ModelDims) -> None:
         super().__init__(config, dims)

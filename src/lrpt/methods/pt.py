@@ -43,7 +43,7 @@ class PromptTuning(PromptMethod[PTConfig]):
     paper = "Prompt tuning, Lester et al. 2021"
     formula = "P"
     param_formula = "n·d"
-    training_defaults = TrainingDefaults(lr=1e-2)
+    training_defaults = TrainingDefaults(lr=1e-2)  # the fair suite's grid choice
 
     def __init__(self, config: PTConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)

@@ -64,7 +64,7 @@ class ResidualPromptTuning(PromptMethod[ResidualConfig]):
     paper = "Residual PT, Razdaibiedina et al. 2023"
     formula = "P' = P + LayerNorm(W2 ReLU(W1 P + b1) + b2)"
     param_formula = "n·d + (d·h + h) + (h·d + d) + 2·d"
-    training_defaults = TrainingDefaults(lr=1e-2)
+    training_defaults = TrainingDefaults(lr=1e-2)  # the fair suite's grid choice
 
     def __init__(self, config: ResidualConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)

@@ -76,7 +76,7 @@ class ULPT(PromptMethod[ULPTConfig]):
     paper = "ULPT, Wu et al. 2025"
     formula = "P = (Z Â) ⊙ s + b"
     param_formula = "n·r + 2·d"
-    training_defaults = TrainingDefaults(lr=1e-1)
+    training_defaults = TrainingDefaults(lr=3e-2)  # the fair suite's grid choice
 
     def __init__(self, config: ULPTConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)
