@@ -86,7 +86,9 @@ def free_port() -> int:
 class Server:
     """``lrpt serve --model tiny-llama --prompts STORE ARGS…`` in a subprocess."""
 
-    def __init__(self, store: Path, *args: str, log: Path | None = None) -> None:
+    def __init__(
+        self, store: Path, *args: str, log: Path | None = None, start_timeout: float = 120
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log or store.parent / f"server-{self.port}.log"
@@ -96,10 +98,10 @@ class Server:
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
                                          env=os.environ.copy())  # fmt: skip
-        self._wait()
+        self._wait(start_timeout)
 
-    def _wait(self) -> None:
-        deadline = time.monotonic() + 120
+    def _wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited: {self.log.read_text()[-2000:]}")
@@ -108,7 +110,7 @@ class Server:
                     return
             except httpx.HTTPError:
                 time.sleep(0.2)
-        raise RuntimeError("the server did not start in 120 s")
+        raise RuntimeError(f"the server did not start in {timeout:g} s")
 
     def output(self) -> str:
         return self.log.read_text()

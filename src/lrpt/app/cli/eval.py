@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import Any
 
+from lrpt.app.cli.engine_flags import add_engine_flags, on_engine, vllm_settings
 from lrpt.app.cli.flags import (
     add_family_argument,
     add_placement_flags,
@@ -53,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--zero-shot", action="store_true", help="also evaluate the frozen model without the prompt"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_engine_flags(parser)
     add_spec_flags(parser, "data", DataSpec, "data (default: the task the prompt was trained on)")
     add_spec_flags(
         parser, "format", FormatSpec, "task format", skip=("objective", "max_input_tokens")
@@ -62,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from lrpt.app.training.evaluate import Unprompted, evaluate, subset
 
+    engine = vllm_settings(args)
+    if engine is not None and args.zero_shot:
+        raise ValueError("--zero-shot runs on the own engine only: drop --engine vllm")
     trained = load_trained(args.prompt, args.model, args.encoder, args.family, **placement(args))
     pm = trained.pm
     given = given_sections(args)
@@ -74,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if not examples:
         raise ValueError(f"task {task.name!r} has no {args.split} examples")
     objective = make_objective(spec, pm.tokenizer, pm.family, pm.model.config)
+    objective = on_engine(objective, pm, engine)
     desc = None if args.json else args.split
     metrics = evaluate(pm, objective, examples, batch_size=args.batch_size, desc=desc)
     result: dict[str, Any] = {

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+from lrpt.app.cli.engine_flags import add_engine_flags, on_engine, vllm_settings
 from lrpt.app.cli.flags import add_family_argument, add_placement_flags, placement
 from lrpt.app.data.examples import Example
 from lrpt.app.data.objectives import make_objective
@@ -37,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbalizer", default=None, metavar="LABEL=WORD,...")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_engine_flags(parser)
 
 
 def read_texts(texts: list[str]) -> list[str]:
@@ -62,11 +64,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be ≥ 1, got {args.batch_size}")
+    engine = vllm_settings(args)
     texts = read_texts(args.texts)
     trained = load_trained(args.prompt, args.model, args.encoder, args.family, **placement(args))
     pm = trained.pm
     spec = with_overrides(trained.spec, args.template, args.verbalizer)
     objective = make_objective(spec, pm.tokenizer, pm.family, pm.model.config)
+    objective = on_engine(objective, pm, engine)
     pm.eval()
     for start in range(0, len(texts), args.batch_size):
         chunk = texts[start : start + args.batch_size]

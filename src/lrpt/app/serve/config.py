@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from lrpt.app.spec import ModelSpec
+from lrpt.app.vllm_engine.settings import ENGINE_HELP, ENGINES
 from lrpt.placement import check_device_name, check_dtype_name
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -71,6 +72,7 @@ class ServeConfig:
         default=None,
         metadata=option("bearer token for uploads and deletes", env="LRPT_ADMIN_KEY"),
     )
+    engine: str = field(default="own", metadata=option(ENGINE_HELP, choices=ENGINES))
     max_batch: int = field(default=32, metadata=option("rows per model call", at_least=1))
     max_queue: int = field(
         default=256, metadata=option("requests waiting before new ones get 429", at_least=1)
