@@ -255,7 +255,7 @@ class Engine:
             if not served.batched:
                 batch = objective.collate([Example(t, "") for t in job.texts], golds=False)
                 scores = objective.scores(served.pm, batch)
-                job.deliver(Labels(tuple(_labelled(objective, s) for s in scores)))
+                job.deliver(Labels(tuple(labelled(objective, s) for s in scores)))
                 self._completed_one()
                 self.metrics.batch("classify", len(job.texts))
                 continue
@@ -278,7 +278,7 @@ class Engine:
         results: dict[int, list[dict[str, Any]]] = {}
         for job, objective, first in owners:
             scores = _scores(objective, logp, first)
-            results.setdefault(id(job), []).append(_labelled(objective, scores))
+            results.setdefault(id(job), []).append(labelled(objective, scores))
         for job in dict.fromkeys(job for job, _, _ in owners):
             job.deliver(Labels(tuple(results[id(job)])))
             self._completed_one()
@@ -417,7 +417,7 @@ def _scores(objective: ClassifyObjective, logp: torch.Tensor, first: int) -> tor
     return torch.stack([torch.as_tensor(s) for s in scores])
 
 
-def _labelled(objective: ClassifyObjective, scores: torch.Tensor) -> dict[str, Any]:
+def labelled(objective: ClassifyObjective, scores: torch.Tensor) -> dict[str, Any]:
     """The label and each label's score (summed log-probability) and probability."""
     labels = objective.spec.labels
     probs = scores.float().softmax(-1).tolist()

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from lrpt.app.data.examples import Example
-from lrpt.app.serve.engine import _labelled
+from lrpt.app.serve.engine import labelled
 from lrpt.app.serve.errors import (
     Internal,
     Invalid,
@@ -223,7 +223,7 @@ class VllmEngine:
         ))  # fmt: skip
         scores = plan.scores([request_logprobs(out) for out in outputs])
         self.metrics.batch("classify", len(rows))
-        job.deliver(Labels(tuple(_labelled(objective, s) for s in scores)))
+        job.deliver(Labels(tuple(labelled(objective, s) for s in scores)))
 
     def _params(self, job: GenerateJob) -> Any:
         sampling = job.sampling
